@@ -1,0 +1,242 @@
+"""Typed configuration: YAML files in a config folder, overridable by environment variables.
+
+Files: ``partners.yaml`` (partners and their sources), ``catalog.yaml`` (partner SKUs to
+licensed models and units), ``contracts.yaml`` (effective-dated terms) and ``fx_rates.yaml``.
+Source settings stay a plain mapping here, validated by the connector that their ``type``
+names: the core does not know the connectors.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import date
+from decimal import Decimal
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from revshare.periods import Period
+from revshare.schema import CHARGE_CATEGORIES, TOKEN_UNITS
+
+_ID = r"^[a-z][a-z0-9_.-]*$"
+_CURRENCY = r"^[A-Z]{3}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Settings(BaseSettings):
+    """Where things live. Every field can be set by an env var ``REVSHARE_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="REVSHARE_", extra="ignore")
+
+    config_dir: Path = Path("config")
+    #: Root of the local data folders that sources' relative ``path`` settings point into.
+    data_dir: Path = Path("var/demo/data")
+    #: Landing zone, run folders and the DuckDB warehouse live here.
+    home: Path = Path("var")
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.home / "landing"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+
+class SourceConfig(BaseModel):
+    """One source; ``type`` selects the connector, the rest is that connector's settings."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str
+
+    def connector_settings(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class PartnerConfig(_Strict):
+    id: str = Field(pattern=_ID)
+    name: str
+    billing: SourceConfig | None = None
+    statement: SourceConfig
+
+
+class ModelRule(_Strict):
+    model: str = Field(pattern=_ID)
+    match: str = Field(description="Regular expression searched in x_SkuKey.")
+
+    @field_validator("match")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        re.compile(v)
+        return v
+
+
+class UnitRule(_Strict):
+    unit: str
+    match: str
+    tokens_per_unit: int | None = Field(
+        None, description="Overrides the partner's tokens_per_unit for this unit."
+    )
+
+    @field_validator("unit")
+    @classmethod
+    def _known_unit(cls, v: str) -> str:
+        if v not in TOKEN_UNITS:
+            raise ValueError(f"unit must be one of {TOKEN_UNITS}, got {v!r}")
+        return v
+
+    @field_validator("match")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        re.compile(v)
+        return v
+
+
+class PartnerCatalog(_Strict):
+    """How one partner names the licensed models. Rules are tried in order; first match wins."""
+
+    scope: str = Field(
+        description="Regex on x_SkuKey selecting the licensor's lines (e.g. '(?i)llama'). "
+        "A line in scope that no model rule maps is an unmapped SKU."
+    )
+    tokens_per_unit: int = Field(1, ge=1, description="Tokens in one native quantity unit.")
+    models: list[ModelRule]
+    units: list[UnitRule]
+
+
+class LicensedModel(_Strict):
+    id: str = Field(pattern=_ID)
+    name: str
+
+
+class Catalog(_Strict):
+    models: list[LicensedModel]
+    partners: dict[str, PartnerCatalog]
+
+    @model_validator(mode="after")
+    def _rules_name_known_models(self) -> Catalog:
+        known = {m.id for m in self.models}
+        for pid, pc in self.partners.items():
+            for rule in pc.models:
+                if rule.model not in known:
+                    raise ValueError(f"catalog for {pid}: unknown model {rule.model!r}")
+        return self
+
+
+class Tolerance(_Strict):
+    """A difference is within tolerance if |diff| <= max(absolute, relative * |expected|)."""
+
+    absolute: Decimal = Field(Decimal("0.01"), ge=0)
+    relative: Decimal = Field(Decimal("0"), ge=0)
+
+
+class Contract(_Strict):
+    partner: str
+    effective_from: date
+    effective_to: date | None = Field(None, description="Exclusive; null means open-ended.")
+    share_rate: Decimal = Field(gt=0, le=1)
+    model_rates: dict[str, Decimal] = Field(default_factory=dict)
+    currency: str = Field(pattern=_CURRENCY, description="Reporting currency of statements.")
+    tolerance: Tolerance = Tolerance()
+    charge_categories: list[str] = Field(default_factory=lambda: ["Usage"])
+
+    @field_validator("charge_categories")
+    @classmethod
+    def _known_categories(cls, v: list[str]) -> list[str]:
+        bad = [c for c in v if c not in CHARGE_CATEGORIES]
+        if bad:
+            raise ValueError(f"unknown charge categories {bad}; use {CHARGE_CATEGORIES}")
+        return v
+
+    def covers(self, period: Period) -> bool:
+        start = period.first_day
+        return self.effective_from <= start and (
+            self.effective_to is None or start < self.effective_to
+        )
+
+
+class FxRates(_Strict):
+    """Month-end rates: one unit of the currency in ``base`` currency, per period."""
+
+    base: str = Field("USD", pattern=_CURRENCY)
+    month_end: dict[str, dict[str, Decimal]] = Field(default_factory=dict)
+
+    def rate(self, period: Period, from_ccy: str, to_ccy: str) -> Decimal:
+        if from_ccy == to_ccy:
+            return Decimal(1)
+        table = dict(self.month_end.get(str(period), {}))
+        table[self.base] = Decimal(1)
+        missing = [c for c in (from_ccy, to_ccy) if c not in table]
+        if missing:
+            raise LookupError(f"no month-end FX rate for {missing} in {period}")
+        return table[from_ccy] / table[to_ccy]
+
+
+class Config(_Strict):
+    partners: dict[str, PartnerConfig]
+    catalog: Catalog
+    contracts: list[Contract]
+    fx: FxRates = FxRates()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        for pid in self.partners:
+            if not any(c.partner == pid for c in self.contracts):
+                raise ValueError(f"partner {pid!r} has no contract")
+            if self.partners[pid].billing and pid not in self.catalog.partners:
+                raise ValueError(f"partner {pid!r} has a billing source but no catalog entry")
+        return self
+
+    def contract_for(self, partner: str, period: Period) -> Contract:
+        hits = [c for c in self.contracts if c.partner == partner and c.covers(period)]
+        if len(hits) != 1:
+            raise LookupError(f"{len(hits)} contracts cover {partner} in {period}; need exactly 1")
+        return hits[0]
+
+    @cached_property
+    def model_ids(self) -> list[str]:
+        return [m.id for m in self.catalog.models]
+
+
+_ENV_REF = re.compile(r"\$\{([A-Z0-9_]+)\}")
+
+
+def _expand_env(node: Any) -> Any:
+    """Expand ${VAR} in string values, so secrets and endpoints stay out of the files."""
+    if isinstance(node, str):
+        return _ENV_REF.sub(lambda m: os.environ.get(m.group(1), ""), node)
+    if isinstance(node, list):
+        return [_expand_env(v) for v in node]
+    if isinstance(node, dict):
+        return {k: _expand_env(v) for k, v in node.items()}
+    return node
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return _expand_env(yaml.safe_load(path.read_text()))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file missing: {path}") from None
+
+
+def load_config(config_dir: Path) -> Config:
+    partners = _read_yaml(config_dir / "partners.yaml")["partners"]
+    fx_path = config_dir / "fx_rates.yaml"
+    return Config(
+        partners={pid: {"id": pid, **p} for pid, p in partners.items()},
+        catalog=_read_yaml(config_dir / "catalog.yaml"),
+        contracts=_read_yaml(config_dir / "contracts.yaml")["contracts"],
+        fx=_read_yaml(fx_path) if fx_path.exists() else {},
+    )
