@@ -90,7 +90,11 @@ class Connector(ABC):
         self.source_name = source_name
 
     def error(
-        self, message: str, *, file: str | None = None, row: int | None = None,
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        row: int | None = None,
         column: str | None = None,
     ) -> SourceError:
         return SourceError(self.source_name, message, file=file, row=row, column=column)

@@ -24,7 +24,8 @@ class SourceError(Exception):
 
     def __str__(self) -> str:
         where = ", ".join(
-            f"{k} {v}" for k, v in (("file", self.file), ("row", self.row), ("column", self.column))
+            f"{k} {v}"
+            for k, v in (("file", self.file), ("row", self.row), ("column", self.column))
             if v is not None
         )
         return f"{self.source}: {self.message}" + (f" ({where})" if where else "")

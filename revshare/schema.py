@@ -127,7 +127,15 @@ EXTENSION_COLUMNS: tuple[Column, ...] = (
     _c("x_Unit", _STR, True, "Token kind: input_tokens, output_tokens, cached_input_tokens..."),
     _c("x_Tokens", _QTY, True, "Quantity in single tokens, from the catalog's unit size."),
     _c(
-        "x_NativeLineId", _STR, False,
+        "x_CatalogStatus",
+        _STR,
+        True,
+        "mapped, unmapped (licensor's line, no rule) or out_of_scope.",
+    ),
+    _c(
+        "x_NativeLineId",
+        _STR,
+        False,
         "The source's own line id, or one synthesized from file and row where it has none "
         "(file:row, plus :sub for rows a native row expands into). Unique within a snapshot.",
     ),
@@ -141,10 +149,12 @@ BILLING_SCHEMA = pa.schema([pa.field(c.name, c.type, c.nullable) for c in BILLIN
 
 #: Columns a connector must fill; the others may stay null. x_ModelId/x_Unit/x_Tokens come
 #: from the catalog, after the connector.
-BILLING_REQUIRED: tuple[str, ...] = tuple(
-    c.name for c in BILLING_COLUMNS if not c.nullable
-) + ("x_SkuKey", "ServiceName", "ProviderName")
-CATALOG_FILLED: frozenset[str] = frozenset({"x_ModelId", "x_Unit", "x_Tokens"})
+BILLING_REQUIRED: tuple[str, ...] = tuple(c.name for c in BILLING_COLUMNS if not c.nullable) + (
+    "x_SkuKey",
+    "ServiceName",
+    "ProviderName",
+)
+CATALOG_FILLED = frozenset({"x_ModelId", "x_Unit", "x_Tokens", "x_CatalogStatus"})
 
 #: FOCUS 1.3 renamed ProviderName; read either, write the 1.2 name.
 FOCUS_13_RENAMES: Mapping[str, str] = {"ServiceProviderName": "ProviderName"}
