@@ -1,0 +1,159 @@
+"""Generic FOCUS connector: FOCUS 1.0 to 1.3 files (CSV, CSV.gz, Parquet) in a local folder.
+
+FOCUS is our canonical target, so this connector maps names one to one. What it adds is the
+checking a foreign FOCUS file needs before we trust it: every header is matched by name, the
+version is detected from the columns present, mandatory columns must exist and hold values,
+money is read from text (never through a double) into DECIMAL(38,12), and zoneless timestamps
+are taken as UTC, as the specification says they are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import duckdb
+
+from connectors.base import (
+    Capabilities,
+    Connector,
+    ConnectorSettings,
+    Delivery,
+    NativeFile,
+    NormalizeContext,
+)
+from connectors.focus import helpers as h
+from connectors.focus.settings import FocusSettings
+from revshare.periods import Period
+from revshare.schema import FOCUS_COLUMNS, billing_select_sql
+from revshare.sqlutil import lit
+
+__all__ = ["FocusConnector", "FocusSettings"]
+
+
+class FocusConnector(Connector):
+    type: ClassVar[str] = "focus"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        produces="billing", formats=("csv", "csv.gz", "parquet"), restates=False, late_days=0
+    )
+    settings_model: ClassVar[type[ConnectorSettings]] = FocusSettings
+    settings: FocusSettings
+
+    def locate(self, period: Period) -> Delivery:
+        """Every data file under the folder, sorted by relative path.
+
+        A FOCUS folder has no standard period layout, so the period is applied when reading
+        (BillingPeriodStart); the delivery is simply the folder's current data files.
+        """
+        root = self.local_root(self.settings.path)
+        if not root.is_dir():
+            raise self.error(f"FOCUS folder {root} does not exist")
+        found: list[NativeFile] = []
+        for p in root.glob(self.settings.glob):
+            rel = p.relative_to(root)
+            if (
+                p.is_file()
+                and h.data_format(p.name)
+                and not any(part.startswith(".") for part in rel.parts)
+            ):
+                found.append(NativeFile(p, rel.as_posix()))
+        if not found:
+            raise self.error(
+                f"no FOCUS data files (.csv, .csv.gz, .parquet) under {root} "
+                f"matching {self.settings.glob!r} for {period}"
+            )
+        found.sort(key=lambda f: f.relpath)
+        return Delivery(files=tuple(found), metadata={"files": str(len(found))})
+
+    def normalize_sql(self, ctx: NormalizeContext) -> str:
+        if not ctx.files:
+            raise self.error(f"no files in snapshot {ctx.snapshot_id}")
+        con = duckdb.connect()
+        try:
+            parts = [self._file_sql(con, ctx, relpath) for relpath in ctx.files]
+        finally:
+            con.close()
+        union = "\nUNION ALL\n".join(f"({p})" for p in parts)
+        # One deterministic order, so reruns over the same snapshot give identical output.
+        return f'SELECT * FROM (\n{union}\n) ORDER BY "x_SourceFile", "x_SourceRow"'
+
+    # -- per file -------------------------------------------------------------------------
+
+    def _layout(self, con: duckdb.DuckDBPyConnection, path: Path, relpath: str) -> h.FileLayout:
+        fmt = h.data_format(relpath) or h.data_format(path.name)
+        if fmt is None:
+            raise self.error("not a CSV, CSV.gz or Parquet file", file=relpath)
+        scan = h.scan_sql(path, fmt)
+        try:
+            described = con.sql(f"DESCRIBE SELECT * FROM {scan}").fetchall()
+        except duckdb.Error as e:
+            raise self.error(f"cannot read as {fmt}: {e}", file=relpath) from None
+        # The reader appends the row number last; DuckDB renames it if a header clashes.
+        *data_cols, (row_col, _, *_) = described
+        columns = {name: typ for name, typ, *_ in data_cols}
+        row_expr = h.q(row_col) + (" + 1" if fmt == "parquet" else "")
+        names = set(columns)
+        reason = h.not_focus_reason(names)
+        if reason:
+            raise self.error(reason, file=relpath)
+        layout = h.FileLayout(relpath, fmt, columns, row_expr, h.detect_version(names))
+        for name in h.REQUIRED:
+            if h.source_name(layout, name) is None:
+                raise self.error(
+                    f"{layout.label} lacks the mandatory column {name}", file=relpath, column=name
+                )
+        key = self.settings.sku_key_column
+        if not layout.has(key) and key not in h.FOCUS_NAMES:
+            # A custom key column that is missing means the settings do not fit this data.
+            raise self.error(
+                f"{layout.label} lacks the configured sku_key_column {key}",
+                file=relpath,
+                column=key,
+            )
+        return layout
+
+    def _file_sql(self, con: duckdb.DuckDBPyConnection, ctx: NormalizeContext, relpath: str) -> str:
+        path = ctx.file(relpath)
+        layout = self._layout(con, path, relpath)
+        scan = h.scan_sql(path, layout.fmt)
+        exprs: dict[str, str] = {}
+        for col in FOCUS_COLUMNS:
+            try:
+                expr = h.value_expr(layout, col.name)
+            except TypeError as e:
+                raise self.error(f"{layout.label}: {e}", file=relpath, column=col.name) from None
+            if expr is not None:
+                exprs[col.name] = expr
+        try:
+            bad = con.sql(h.check_sql(layout, scan)).fetchone()
+        except duckdb.Error as e:
+            raise self.error(f"cannot read {layout.label}: {e}", file=relpath) from None
+        if bad:
+            row, column, value, why = bad
+            raise self.error(
+                f"{layout.label}: {column} {why}: {value!r}",
+                file=relpath,
+                row=int(row),
+                column=column,
+            )
+        row = layout.row_expr
+        exprs.update(
+            {
+                "x_PartnerId": lit(ctx.partner_id),
+                "x_SnapshotId": lit(ctx.snapshot_id),
+                "x_SourceFile": lit(relpath),
+                "x_SourceRow": row,
+                "x_NativeLineId": f"{lit(relpath + ':')} || CAST({row} AS VARCHAR)",
+                "x_SkuKey": h.sku_key_expr(layout, self.settings.sku_key_column),
+            }
+        )
+        start = exprs["BillingPeriodStart"]
+        where = [
+            f"{start} >= CAST({lit(ctx.period.start.isoformat())} AS TIMESTAMPTZ)",
+            f"{start} < CAST({lit(ctx.period.end.isoformat())} AS TIMESTAMPTZ)",
+        ]
+        if self.settings.provider_name is not None:
+            where.append(f"{exprs['ProviderName']} = {lit(self.settings.provider_name)}")
+        return f"SELECT {billing_select_sql(exprs)}\nFROM {scan} AS src\nWHERE " + " AND ".join(
+            where
+        )

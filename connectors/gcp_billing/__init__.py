@@ -1,0 +1,187 @@
+"""Google Cloud billing export connector, local-file form (type ``gcp_billing``).
+
+Reads one invoice-month partition of the standard usage cost table as BigQuery extracts it:
+``<table>/schema.json`` plus ``<table>/invoice_month=YYYYMM/<table>-NNNNNNNNNNNN.json.gz``.
+Google appends rows (corrections included) and a day's data keeps arriving for a while, so a
+period is the rows whose ``invoice.month`` is that period, never a usage-time window.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import zlib
+from pathlib import Path
+from typing import ClassVar
+
+import duckdb
+
+from connectors.base import (
+    Capabilities,
+    Connector,
+    ConnectorSettings,
+    Delivery,
+    NativeFile,
+    NormalizeContext,
+)
+from connectors.gcp_billing import helpers
+from connectors.gcp_billing.settings import GcpBillingSettings
+from revshare.db import connect
+from revshare.periods import Period
+from revshare.sqlutil import lit
+
+__all__ = ["GcpBillingConnector", "GcpBillingSettings"]
+
+_CHUNK = 1 << 20
+_LINE = re.compile(r"\bline (\d+)\b")
+
+
+class GcpBillingConnector(Connector):
+    type: ClassVar[str] = "gcp_billing"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        produces="billing",
+        formats=("jsonl.gz",),
+        restates=True,  # append-only corrections land in the open invoice month
+        late_days=5,
+        pushdown=True,  # a warehouse: the BigQuery form filters the partition at the source
+    )
+    settings_model: ClassVar[type[ConnectorSettings]] = GcpBillingSettings
+
+    @property
+    def _settings(self) -> GcpBillingSettings:
+        assert isinstance(self.settings, GcpBillingSettings)
+        return self.settings
+
+    # -- locate ---------------------------------------------------------------------------
+
+    def locate(self, period: Period) -> Delivery:
+        """The table's schema.json and every shard of the period's invoice-month partition."""
+        table = self._settings.table
+        root = self.local_root(self._settings.path)
+        table_dir = root / table
+        if not table_dir.is_dir():
+            raise self.error(f"no export table folder {table_dir}")
+        schema = table_dir / "schema.json"
+        if not schema.is_file():
+            raise self.error(
+                "schema.json missing: cannot type the export's columns", file=f"{table}/schema.json"
+            )
+        part = f"{table}/invoice_month={period.compact}"
+        shard = re.compile(rf"^{re.escape(table)}-(\d{{12}})\.json\.gz$")
+        found = sorted(
+            (int(m.group(1)), p)
+            for p in (root / part).glob("*.json.gz")
+            if (m := shard.match(p.name))
+        )
+        if not found:
+            raise self.error(f"no export files for invoice month {period.compact}", file=part)
+        # Extract jobs number shards from 0 without gaps; a gap means a file went missing.
+        numbers = [n for n, _ in found]
+        if numbers != list(range(len(numbers))):
+            raise self.error(f"shards not numbered 0..{len(numbers) - 1}: {numbers}", file=part)
+        files = [NativeFile(schema, f"{table}/schema.json")]
+        files += [NativeFile(p, f"{part}/{p.name}") for _, p in found]
+        return Delivery(
+            files=tuple(files),
+            version=None,  # BigQuery keeps no version id for a partition's content
+            metadata={"table": table, "invoice_month": period.compact},
+        )
+
+    # -- normalize ------------------------------------------------------------------------
+
+    def normalize_sql(self, ctx: NormalizeContext) -> str:
+        schemas = [f for f in ctx.files if f == "schema.json" or f.endswith("/schema.json")]
+        data = [f for f in ctx.files if f.endswith(".json.gz")]
+        if len(schemas) != 1:
+            raise self.error(
+                f"expected one schema.json in the snapshot, found {len(schemas)}",
+                file=schemas[0] if schemas else None,
+            )
+        if not data:
+            raise self.error(f"no .json.gz export files for invoice month {ctx.period.compact}")
+        columns = self._columns(ctx, schemas[0])
+        files = [(rel, ctx.file(rel)) for rel in data]
+        con = connect()
+        try:
+            for rel, path in files:
+                self._check_file(con, rel, path, columns)
+        finally:
+            con.close()
+        return helpers.billing_sql(files, columns, ctx.period, ctx.partner_id, ctx.snapshot_id)
+
+    def _columns(self, ctx: NormalizeContext, rel: str) -> str:
+        try:
+            schema = json.loads(ctx.file(rel).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise self.error(f"cannot read schema.json: {e}", file=rel) from e
+        try:
+            return helpers.columns_spec(schema)
+        except helpers.SchemaProblem as e:
+            raise self.error(str(e), file=rel) from e
+
+    def _check_file(
+        self, con: duckdb.DuckDBPyConnection, rel: str, path: Path, columns: str
+    ) -> None:
+        """Trust a file only if it is whole, one record per line, and every value we read
+        parses. DuckDB stops silently at a gzip stream cut at a flush point, and numbers
+        records rather than lines, hence the byte-level pass first."""
+        lines = self._count_lines(rel, path)
+        try:
+            row = con.execute(helpers.check_sql(path, columns)).fetchone()
+        except duckdb.Error as e:
+            raise self.error(
+                f"unreadable export file: {_first_line(e)}",
+                file=rel,
+                row=self._bad_line(con, path, e),
+            ) from e
+        assert row is not None
+        records, bad = row
+        if records != lines:
+            raise self.error(
+                f"{lines} lines but {records} JSON records: not one record per line", file=rel
+            )
+        if bad is not None:
+            raise self.error(
+                f"bad value {bad['val']!r} in {bad['col']}",
+                file=rel,
+                row=bad["row"],
+                column=bad["col"],
+            )
+
+    def _count_lines(self, rel: str, path: Path) -> int:
+        """Decompress (CRC and length checked by gzip), count lines, refuse blank lines."""
+        count, prev_nl, blank, tail = 0, True, False, b""
+        try:
+            with gzip.open(path, "rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    count += chunk.count(b"\n")
+                    blank = blank or b"\n\n" in chunk or (prev_nl and chunk[:1] == b"\n")
+                    prev_nl, tail = chunk[-1:] == b"\n", chunk[-1:]
+        except (OSError, EOFError, zlib.error) as e:
+            raise self.error(f"corrupt or truncated gzip: {e}", file=rel) from e
+        if blank:
+            raise self.error("blank line inside the export: rows would be misnumbered", file=rel)
+        return count + (1 if tail not in (b"", b"\n") else 0)
+
+    def _bad_line(self, con: duckdb.DuckDBPyConnection, path: Path, err: Exception) -> int | None:
+        """The physical line DuckDB choked on. Its own 'line N' is right for type errors but
+        one off for some malformed-JSON errors, so for those re-read the lines and ask."""
+        msg = str(err)
+        if "Malformed JSON" not in msg:
+            m = _LINE.search(msg)
+            return int(m.group(1)) if m else None
+        try:
+            hit = con.execute(
+                f"SELECT ordinality FROM read_csv({lit(path)}, columns = {{'line': 'VARCHAR'}}, "
+                "delim = chr(1), quote = '', escape = '', header = false, auto_detect = false, "
+                "compression = 'gzip') WITH ORDINALITY "
+                "WHERE line IS NOT NULL AND NOT json_valid(line) ORDER BY ordinality LIMIT 1"
+            ).fetchone()
+        except duckdb.Error:
+            return None
+        return int(hit[0]) if hit else None
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0]

@@ -1,0 +1,248 @@
+"""The one place that talks to Great Expectations.
+
+Suites are JSON files next to this module, reviewed like code. Values known only at run time
+(period boundaries, partner id, licensed model ids) are GX ``{"$PARAMETER": name}`` references,
+filled from ``params``. Validation runs GX's SQL data source on an in-memory DuckDB over the
+Parquet file (``SELECT * FROM read_parquet(...)`` as a query asset), never pandas: billing
+snapshots reach tens of millions of rows, and DuckDB streams them where pandas would load them.
+
+GX is imported lazily, inside this module only: the import costs seconds, and the core must not
+depend on it. Results come back as ``revshare.quality`` dataclasses.
+
+Pinned to great-expectations 1.24.1 because of the DuckDB workaround below (an internal name).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from revshare.quality import CheckResult, ValidationReport
+from revshare.sqlutil import lit
+
+SUITES_DIR = Path(__file__).resolve().parent
+#: Rows of unexpected values kept per check in the report (GX's partial_unexpected_count).
+SAMPLE_SIZE = 5
+_RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE}
+#: In-memory DuckDB: the Parquet file is the only data; nothing to clean up afterwards.
+_DUCKDB_URL = "duckdb:///:memory:"
+
+
+class _DuckDBDialect(str):
+    """``"duckdb"`` shaped like a ``GXSqlDialect`` member: GX compares the tuple entries with
+    the engine's dialect name (``==``) and matches connection strings on ``.value``."""
+
+    @property
+    def value(self) -> str:
+        return str(self)
+
+
+DUCKDB_DIALECT = _DuckDBDialect("duckdb")
+
+
+def apply_duckdb_workaround(engine_module: ModuleType) -> None:
+    """Make GX keep one DuckDB connection open for the whole validation.
+
+    The trap (GX 1.24.1 + duckdb-engine 0.17): GX opens and closes a pooled connection per
+    metric query, and only keeps a persisted connection (StaticPool) for the dialects listed in
+    ``_PERSISTED_CONNECTION_DIALECTS``. With DuckDB the result is read after the connection
+    closed, so every metric fails with an IndexError that GX swallows into ``exception_info``:
+    all expectations report ``success=False`` and nothing is raised. Adding duckdb to that tuple
+    before the data source is created fixes it. ``tests/test_quality.py`` removes the entry
+    and checks the run then comes back *errored* — so a GX upgrade that renames the constant
+    fails loudly here, and one that changes the mechanism fails that test.
+    """
+    name = "_PERSISTED_CONNECTION_DIALECTS"
+    current = getattr(engine_module, name, None)
+    if not isinstance(current, tuple):
+        raise RuntimeError(
+            f"great_expectations {engine_module.__name__}.{name} is gone; the DuckDB "
+            "persisted-connection workaround needs revisiting (see expectations/adapter.py)"
+        )
+    if DUCKDB_DIALECT not in current:
+        setattr(engine_module, name, (*current, DUCKDB_DIALECT))
+
+
+@cache
+def _gx() -> ModuleType:
+    """Import GX once (slow) and apply the DuckDB workaround before any data source exists."""
+    import great_expectations as gx
+    from great_expectations.execution_engine import sqlalchemy_execution_engine
+
+    apply_duckdb_workaround(sqlalchemy_execution_engine)
+    return gx
+
+
+def load_suite(suite_name: str, suites_dir: Path = SUITES_DIR) -> dict[str, Any]:
+    """The suite as stored (plain JSON; no GX import needed to read or test it)."""
+    path = suites_dir / f"{suite_name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no expectation suite {suite_name!r} at {path}")
+    suite: dict[str, Any] = json.loads(path.read_text())
+    return suite
+
+
+def _is_ref(value: object) -> bool:
+    return isinstance(value, dict) and "$PARAMETER" in value
+
+
+def suite_parameter_names(suite: Mapping[str, Any]) -> set[str]:
+    """Names of the ``$PARAMETER`` references in a suite: top-level kwargs and list items."""
+    names = set()
+    for e in suite["expectations"]:
+        for v in e.get("kwargs", {}).values():
+            for item in v if isinstance(v, list) else [v]:
+                if _is_ref(item):
+                    names.add(item["$PARAMETER"])
+    return names
+
+
+def _resolve_list_refs(suite: dict[str, Any], params: Mapping[str, object]) -> dict[str, Any]:
+    """Substitute references *inside lists* (e.g. ``"value_set": [{"$PARAMETER": "partner_id"}]``).
+
+    GX only substitutes a kwarg that is itself a reference, so "x_PartnerId equals $partner_id"
+    could not be said with a scalar parameter otherwise (``between`` refuses strings). Top-level
+    references are left to GX so its results and Data Docs show them as parameters.
+    """
+    out = json.loads(json.dumps(suite))
+    for e in out["expectations"]:
+        kwargs = e.get("kwargs", {})
+        for k, v in kwargs.items():
+            if isinstance(v, list):
+                kwargs[k] = [params[i["$PARAMETER"]] if _is_ref(i) else i for i in v]
+    return out
+
+
+def _param_value(name: str, value: object) -> object:
+    """Parameters as JSON-safe values DuckDB compares correctly. Timestamps become ISO 8601 with
+    an explicit +00:00 offset, so the comparison does not depend on the session time zone."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"parameter {name!r} must be timezone-aware (periods are UTC)")
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (tuple, set, frozenset)):
+        return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+    return value
+
+
+def _errors(exception_info: Mapping[str, Any] | None) -> list[str]:
+    """Exception messages in a result's exception_info, in either shape GX uses: flat
+    ``{"raised_exception": ...}`` or one such dict per failed metric."""
+    if not exception_info:
+        return []
+    infos = [exception_info] if "raised_exception" in exception_info else exception_info.values()
+    messages = [
+        str(i.get("exception_message") or "unknown error")
+        for i in infos
+        if isinstance(i, Mapping) and i.get("raised_exception")
+    ]
+    return list(dict.fromkeys(messages))  # one failing query often breaks several metrics
+
+
+def _check(result: Any) -> CheckResult:
+    cfg = result.expectation_config
+    kwargs = cfg.kwargs
+    column = kwargs.get("column") or (
+        ",".join(kwargs["column_list"]) if kwargs.get("column_list") else None
+    )
+    column = column or (cfg.meta or {}).get("column")
+    errors = _errors(result.exception_info)
+    # A result whose success is None was not evaluated either.
+    errored = bool(errors) or result.success is None
+    res = result.result or {}
+    count = res.get("unexpected_count")
+    sample = res.get("partial_unexpected_list") or []
+    if cfg.type == "unexpected_rows_expectation":
+        count = res.get("observed_value")
+        sample = (res.get("details") or {}).get("unexpected_rows") or []
+    return CheckResult(
+        expectation=cfg.type,
+        column=column,
+        success=bool(result.success) and not errored,
+        errored=errored,
+        unexpected_count=None if errored or count is None else int(count),
+        unexpected_sample=[str(s) for s in sample[:SAMPLE_SIZE]],
+        message="; ".join(errors) if errors else (cfg.description or ""),
+    )
+
+
+def _suite_order(suite: Any) -> Any:
+    """Sort key putting results back in suite order (GX groups them by metric domain)."""
+    index = {e.id: i for i, e in enumerate(suite.expectations)}
+    return lambda r: index.get(r.expectation_config.id, len(index))
+
+
+def validate_parquet(
+    path: Path,
+    suite_name: str,
+    *,
+    source: str,
+    params: dict[str, object],
+    data_docs_dir: Path | None = None,
+    suites_dir: Path = SUITES_DIR,
+) -> ValidationReport:
+    """Validate one Parquet file against a stored suite; never raises for bad *data*.
+
+    ``source`` names the data in the report (e.g. ``aws/2026-10/snap-1``). ``params`` must supply
+    every ``$PARAMETER`` the suite uses. With ``data_docs_dir``, a file-backed GX project is kept
+    there and Data Docs are rebuilt (``<dir>/gx/uncommitted/data_docs/local_site/index.html``);
+    without it, an ephemeral context leaves nothing on disk.
+    """
+    path = Path(path).resolve()
+    suite_dict = load_suite(suite_name, suites_dir)
+    missing = suite_parameter_names(suite_dict) - set(params)
+    if missing:
+        raise ValueError(f"suite {suite_name} needs parameters: {', '.join(sorted(missing))}")
+    rows = pq.ParquetFile(path).metadata.num_rows
+
+    gx = _gx()
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    if data_docs_dir is None:
+        context = gx.get_context(mode="ephemeral")
+    else:
+        context = gx.get_context(mode="file", project_root_dir=str(data_docs_dir))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+
+    run = f"{suite_name}-{uuid.uuid4().hex[:8]}"
+    datasource = context.data_sources.add_sql(name=run, connection_string=_DUCKDB_URL)
+    asset = datasource.add_query_asset(
+        name=Path(path).stem or "data", query=f"SELECT * FROM read_parquet({lit(path)})"
+    )
+    batch = asset.add_batch_definition_whole_table("all")
+    gx_params = {k: _param_value(k, v) for k, v in params.items()}
+    resolved = _resolve_list_refs(suite_dict, gx_params)
+    suite_body = {k: v for k, v in resolved.items() if k in ("expectations", "meta", "notes")}
+    suite = context.suites.add_or_update(gx.ExpectationSuite(name=suite_name, **suite_body))
+    if len(suite.expectations) != len(suite_dict["expectations"]):
+        # GX logs and skips invalid expectation configs; a suite must not shrink silently.
+        raise ValueError(f"suite {suite_name}: GX rejected some expectations (see log)")
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=run, data=batch, suite=suite)
+    )
+    result = definition.run(
+        expectation_parameters=gx_params,
+        result_format=_RESULT_FORMAT,
+    )
+    if data_docs_dir is not None:
+        context.build_data_docs()
+        # Keep the project small: the suite and results stay, the run's plumbing goes.
+        context.validation_definitions.delete(run)
+        context.data_sources.delete(run)
+
+    return ValidationReport(
+        suite=suite_name,
+        source=source,
+        rows=rows,
+        checks=tuple(_check(r) for r in sorted(result.results, key=_suite_order(suite))),
+    )

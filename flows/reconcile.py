@@ -1,0 +1,204 @@
+"""The reconciliation flow: extract -> normalize -> validate -> reconcile -> publish.
+
+One partner's failure (a source that cannot be read or fails validation) quarantines that
+partner only; the others still reconcile and the report says what is missing. The flow ends
+Failed only when no partner could be reconciled.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from connectors import build_connector
+from connectors.base import Connector, NormalizeContext
+from expectations.adapter import validate_parquet
+from revshare import ledger
+from revshare.config import Config, Settings, load_config
+from revshare.db import connect
+from revshare.errors import SourceError
+from revshare.outcome import PartnerOutcome, SourceOutcome
+from revshare.periods import Period
+from revshare.publish import publish
+from revshare.reconcile import PartnerResult, reconcile_partner
+from revshare.runs import RunPaths, new_run_id
+from revshare.schema import BILLING_SCHEMA
+from revshare.sqlutil import lit
+from revshare.stages import Normalized, extract, normalize
+from revshare.store import Snapshot, open_snapshot
+
+SUITES = {"billing": "canonical_billing", "statement": "statements"}
+
+
+@task(name="extract", cache_policy=NO_CACHE)
+def extract_task(connector: Connector, period: Period, landing: Path) -> Snapshot:
+    return extract(connector, period, landing)
+
+
+@task(name="normalize", cache_policy=NO_CACHE)
+def normalize_task(
+    connector: Connector, ctx: NormalizeContext, out: Path, config: Config, temp_dir: Path
+) -> Normalized:
+    billing = connector.capabilities.produces == "billing"
+    catalog = config.catalog.partners[ctx.partner_id] if billing else None
+    return normalize(connector, ctx, out, catalog=catalog, temp_dir=temp_dir)
+
+
+@task(name="validate", cache_policy=NO_CACHE)
+def validate_task(path: Path, kind: str, source: str, params: dict, docs: Path | None):
+    return validate_parquet(path, SUITES[kind], source=source, params=params, data_docs_dir=docs)
+
+
+@task(name="reconcile", cache_policy=NO_CACHE)
+def reconcile_task(
+    config: Config, partner: str, period: Period, paths: RunPaths, prev_billing: Path | None
+) -> PartnerResult:
+    con = connect(temp_dir=paths.work / "spill")
+    con.execute(
+        f"CREATE VIEW billing AS SELECT * FROM read_parquet({lit(paths.canonical(partner, 'billing'))})"
+    )
+    con.execute(
+        f"CREATE VIEW statements AS SELECT * FROM read_parquet({lit(paths.canonical(partner, 'statement'))})"
+    )
+    if prev_billing is not None:
+        con.execute(f"CREATE VIEW prev_billing AS SELECT * FROM read_parquet({lit(prev_billing)})")
+    else:
+        con.register("_empty", BILLING_SCHEMA.empty_table())
+        con.execute("CREATE VIEW prev_billing AS SELECT * FROM _empty")
+    return reconcile_partner(con, config, partner, period)
+
+
+def _params(partner: str, period: Period, config: Config, connector: Connector) -> dict:
+    late = timedelta(days=max(connector.capabilities.late_days, 1))
+    return {
+        "partner_id": partner,
+        "period_start": period.start,
+        "period_end": period.end,
+        "late_window_start": period.start - late,
+        "model_ids": config.model_ids,
+    }
+
+
+def _source(
+    pid: str,
+    kind: str,
+    config: Config,
+    settings: Settings,
+    period: Period,
+    paths: RunPaths,
+    outcome: PartnerOutcome,
+) -> tuple[Connector, Snapshot] | None:
+    """Extract, normalize and validate one source; on failure, quarantine and return None."""
+    source = getattr(config.partners[pid], kind)
+    so = SourceOutcome(pid, kind, source.type if source else "none")
+    outcome.sources.append(so)
+    try:
+        if source is None:
+            raise SourceError(f"{pid}/{kind}", "no source configured")
+        connector = build_connector(source, settings.data_dir, f"{pid}/{kind}")
+        snap = extract_task(connector, period, settings.landing_dir / pid / kind / str(period))
+        so.snapshot_id = snap.id
+        ctx = NormalizeContext(pid, period, snap.id, snap.dir, snap.files)
+        norm = normalize_task(
+            connector, ctx, paths.canonical(pid, kind), config, paths.work / "spill"
+        )
+        so.rows = norm.rows
+        report = validate_task(
+            norm.path,
+            kind,
+            f"{pid}/{kind}",
+            _params(pid, period, config, connector),
+            paths.data_docs,
+        )
+        so.validation = report
+        if not report.success:
+            raise SourceError(f"{pid}/{kind}", "failed validation: " + report.reason())
+        return connector, snap
+    except SourceError as exc:
+        so.status, so.reason = "quarantined", str(exc)
+        outcome.quarantine(str(exc))
+        get_run_logger().warning("quarantined %s", exc)
+        return None
+
+
+def _previous_billing(
+    pid: str,
+    period: Period,
+    settings: Settings,
+    paths: RunPaths,
+    config: Config,
+    billing: tuple[Connector, Snapshot],
+    statement: Snapshot,
+) -> Path | None:
+    """Re-read the billing snapshot this statement was first checked against, if it differs."""
+    prev = ledger.first_billing_snapshot(settings.warehouse_path, str(period), pid, statement.id)
+    connector, current = billing
+    if prev is None or prev == current.id:
+        return None
+    root = settings.landing_dir / pid / "billing" / str(period)
+    snap = open_snapshot(root, prev)
+    ctx = NormalizeContext(pid, period, snap.id, snap.dir, snap.files)
+    return normalize_task(
+        connector, ctx, paths.canonical(pid, "prev_billing"), config, paths.work / "spill"
+    ).path
+
+
+@flow(name="reconcile-period")
+def reconcile_period(period: str, partners: list[str] | None = None, dry_run: bool = False) -> dict:
+    """Reconcile ``period`` (YYYY-MM) for ``partners`` (default: all configured)."""
+    log = get_run_logger()
+    settings = Settings()
+    config = load_config(settings.config_dir)
+    p = Period.parse(period)
+    selected = partners or list(config.partners)
+    unknown = sorted(set(selected) - set(config.partners))
+    if unknown:
+        raise ValueError(f"unknown partner(s): {', '.join(unknown)}")
+    started = datetime.now(UTC)
+    run_id = new_run_id(p, started)
+    paths = RunPaths(settings.runs_dir / run_id)
+    log.info(
+        "run %s: period %s, partners %s%s",
+        run_id,
+        p,
+        ", ".join(selected),
+        " (dry run)" if dry_run else "",
+    )
+    outcomes, results = [], []
+    for pid in selected:
+        outcome = PartnerOutcome(pid, config.partners[pid].name)
+        outcomes.append(outcome)
+        billing = _source(pid, "billing", config, settings, p, paths, outcome)
+        statement = _source(pid, "statement", config, settings, p, paths, outcome)
+        if billing is None or statement is None:
+            continue
+        prev = _previous_billing(pid, p, settings, paths, config, billing, statement[1])
+        results.append(reconcile_task(config, pid, p, paths, prev))
+        log.info("%s reconciled", pid)
+    summary = publish(
+        paths,
+        run_id=run_id,
+        period=p,
+        partners=selected,
+        outcomes=outcomes,
+        results=results,
+        config=config,
+        started=started,
+        warehouse=None if dry_run else settings.warehouse_path,
+    )
+    create_markdown_artifact(
+        summary["markdown"], key="reconciliation-summary", description=f"Run {run_id}"
+    )
+    if summary["discrepancy_rows"]:
+        create_table_artifact(
+            summary["discrepancy_rows"],
+            key="discrepancies",
+            description=f"Run {run_id}: discrepancies by money at stake",
+        )
+    if not results:
+        raise RuntimeError(f"no partner could be reconciled; see {paths.report}")
+    return {k: v for k, v in summary.items() if k not in ("markdown", "discrepancy_rows")}

@@ -1,0 +1,110 @@
+"""The discrepancy taxonomy: each type, and the sentence finance reads for it."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    MISSING_FROM_STATEMENT = "missing_from_statement"
+    MISSING_FROM_BILLING = "missing_from_billing"
+    QUANTITY_MISMATCH = "quantity_mismatch"
+    PRICE_REVENUE_MISMATCH = "price_revenue_mismatch"
+    SHARE_MISCALCULATED = "share_miscalculated"
+    CURRENCY_FX_MISMATCH = "currency_fx_mismatch"
+    UNMAPPED_SKU = "unmapped_sku"
+    PERIOD_SHIFT = "period_shift"
+    DUPLICATE_LINES = "duplicate_lines"
+    RESTATEMENT = "restatement"
+
+
+MATCHED = "matched"
+
+TITLES: dict[str, str] = {
+    Kind.MISSING_FROM_STATEMENT: "Missing from statement",
+    Kind.MISSING_FROM_BILLING: "Missing from billing",
+    Kind.QUANTITY_MISMATCH: "Quantity mismatch",
+    Kind.PRICE_REVENUE_MISMATCH: "Price / revenue mismatch",
+    Kind.SHARE_MISCALCULATED: "Share miscalculated",
+    Kind.CURRENCY_FX_MISMATCH: "Currency or FX mismatch",
+    Kind.UNMAPPED_SKU: "Unmapped SKU",
+    Kind.PERIOD_SHIFT: "Period shift",
+    Kind.DUPLICATE_LINES: "Duplicate lines",
+    Kind.RESTATEMENT: "Restatement",
+}
+
+
+def _n(x: Decimal | int | None, places: int = 2) -> str:
+    if x is None:
+        return "n/a"
+    return f"{Decimal(x):,.{places}f}"
+
+
+def explain(row: dict) -> str:
+    """One sentence, from the figures on the row, saying what differs and by how much."""
+    k, ccy = row["type"], row["currency"]
+    amt = f"{_n(row['amount'])} {ccy}"
+    who = f"{row['partner']} {row.get('model_id') or ''} {row.get('unit') or ''}".strip()
+    bt, rt = row.get("billed_tokens"), row.get("reported_tokens")
+    br, rr = row.get("billed_revenue"), row.get("reported_revenue")
+    if k == Kind.MISSING_FROM_STATEMENT:
+        return (
+            f"Billing shows {_n(bt, 0)} tokens and {_n(br)} {ccy} revenue for {who}, but the "
+            f"statement has no line for it; share owed {_n(row['expected_share'])} {ccy}."
+        )
+    if k == Kind.MISSING_FROM_BILLING:
+        return (
+            f"The statement reports {_n(rt, 0)} tokens and {_n(rr)} {ccy} for {who}, but "
+            f"the billing export has no such usage; share claimed {amt}."
+        )
+    if k == Kind.QUANTITY_MISMATCH:
+        return (
+            f"Statement reports {_n(rt, 0)} tokens for {who}, billing shows {_n(bt, 0)}; "
+            f"the share differs by {amt}."
+        )
+    if k == Kind.PERIOD_SHIFT:
+        return (
+            f"Statement for {who} is short by exactly the last {row.get('shift_days')} day(s) "
+            f"of billed usage ({_n(row.get('shift_tokens'), 0)} tokens): usage reported in "
+            f"the neighbouring month; {amt} this period."
+        )
+    if k == Kind.PRICE_REVENUE_MISMATCH:
+        return (
+            f"Quantities agree for {who}, but reported revenue {_n(rr)} {ccy} differs from "
+            f"billed {_n(br)} {ccy}; share differs by {amt}."
+        )
+    if k == Kind.CURRENCY_FX_MISMATCH:
+        if row.get("implied_fx") is not None:
+            return (
+                f"Quantities agree for {who}, but the {row['foreign_currency']} revenue was "
+                f"converted at {_n(row['implied_fx'], 4)} instead of the month-end rate "
+                f"{_n(row['fx_rate'], 4)}; share differs by {amt}."
+            )
+        return (
+            f"Statement for {who} is in {row.get('statement_currency')}, the contract in "
+            f"{ccy}; share differs by {amt} after conversion."
+        )
+    if k == Kind.SHARE_MISCALCULATED:
+        return (
+            f"Revenue agrees for {who} ({_n(br)} {ccy}), but the reported share "
+            f"{_n(row['reported_share'])} is not the contract's {_n(row['share_rate'], 4)} "
+            f"x revenue = {_n(row['expected_share'])}; difference {amt}."
+        )
+    if k == Kind.DUPLICATE_LINES:
+        return (
+            f"The statement repeats {row.get('duplicate_lines')} line(s) for {who}; without "
+            f"the repeats it agrees with billing. Over-reported share {amt}."
+        )
+    if k == Kind.RESTATEMENT:
+        return (
+            f"Billing for {who} changed since snapshot {row.get('previous_snapshot')}: "
+            f"revenue {_n(row.get('previous_revenue'))} -> {_n(br)} {ccy}. The statement "
+            f"matches the earlier billing; share differs by {amt}."
+        )
+    if k == Kind.UNMAPPED_SKU:
+        return (
+            f"Billing has {_n(br)} {ccy} of the licensor's usage under SKU "
+            f"'{row.get('sku')}', which the model catalog does not map; share at stake {amt}."
+        )
+    return f"{k} for {who}: {amt}."

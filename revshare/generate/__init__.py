@@ -1,0 +1,267 @@
+"""``revshare generate``: one month laid out on disk exactly as each cloud delivers it.
+
+The month is decided here (usage, noise, planted discrepancies); the cloud writers in this
+package only format it. The ground truth (``ground_truth.json``) lists every planted
+discrepancy with its type and money, computed from the same exact decimals the writers
+serialize, so the end-to-end test can demand every plant found and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from revshare.config import Config
+from revshare.db import connect
+from revshare.generate import statements as st
+from revshare.generate.usage import (
+    OTHER_SKUS,
+    SPECS,
+    combos,
+    draw_lines,
+    finalize,
+    price_per_unit,
+    to_gen_lines,
+)
+from revshare.periods import Period
+
+#: Statement layout per partner: JSON or CSV, and the quantity unit size the partner reports in.
+STATEMENT_STYLE = {"aws": (False, 1000), "gcp": (True, 1), "azure": (False, 1),
+                   "snowflake": (True, 1)}  # fmt: skip
+MIN_ROWS = 400
+
+
+def _writer(source_type: str) -> tuple[Callable[..., object], tuple[str, ...]]:
+    """The writer for a billing connector type, and the settings keys it takes."""
+    from revshare.generate import aws, azure, gcp, snowflake
+
+    return {
+        "aws_cur2": (aws.write, ("export_name",)),
+        "gcp_billing": (gcp.write, ("table",)),
+        "azure_cost": (azure.write, ("export_name",)),
+        "snowflake_usage": (snowflake.write, ()),
+    }[source_type]
+
+
+def _where(table: pa.Table, **eq: object) -> pa.Table:
+    mask = None
+    for col, val in eq.items():
+        m = pa.compute.equal(table[col], val)
+        mask = m if mask is None else pa.compute.and_(mask, m)
+    return table.filter(mask)
+
+
+def partner_lines(
+    partner: str, period: Period, rows: int, rng: np.random.Generator, *, restated: bool = False
+) -> pa.Table:
+    """All of a partner's lines for the month, with private truth columns (_model, ...)."""
+    spec = SPECS[partner]
+    table = combos(partner)
+    n = max(rows, MIN_ROWS)
+    parts = [to_gen_lines(partner, period, draw_lines(partner, period, int(n * 0.85), rng, table))]
+    if partner == "azure":  # the EUR account must bill the FX plant's grain
+        forced = _where(table, model="llama-3.3-70b", unit="input_tokens", currency="EUR")
+        parts.append(
+            to_gen_lines(
+                partner, period, draw_lines(partner, period, 12, rng, forced, start_index=1_000_000)
+            )
+        )
+    if partner == "snowflake":  # the period-shift plant needs last-day usage
+        forced = _where(table, model="llama-4-maverick")
+        parts.append(
+            to_gen_lines(
+                partner,
+                period,
+                draw_lines(
+                    partner, period, 8, rng, forced, start_index=1_000_000, day=period.days - 1
+                ),
+            )
+        )
+    if partner == "gcp":  # late rows: used on the last day of last month, invoiced this month
+        parts.append(
+            to_gen_lines(
+                partner,
+                period,
+                draw_lines(
+                    partner, period, max(3, n // 30), rng, table, start_index=2_000_000, day=0
+                ),
+                day_offset=-1,
+            )
+        )
+    unmapped = st.plant("unmapped_sku")
+    if partner == unmapped.partner:
+        t = pa.Table.from_pylist([{
+            "model": None, "unit": None, "region": "us-east-1", "currency": "USD",
+            "account_id": spec.accounts[0][0], "account_name": spec.accounts[0][1],
+            "sku_key": unmapped.sku, "unit_credits": None,
+            "unit_price": price_per_unit("aws", "llama-3.3-70b", "input_tokens", "std", "USD"),
+        }])  # fmt: skip
+        parts.append(
+            to_gen_lines(
+                partner, period, draw_lines(partner, period, 12, rng, t, start_index=3_000_000)
+            )
+        )
+    if restated and partner == st.plant("restatement").partner:
+        p = st.plant("restatement")
+        late = _where(table, model=p.model, unit=p.unit, region=spec.regions[0])
+        parts.append(
+            to_gen_lines(
+                partner, period, draw_lines(partner, period, 10, rng, late, start_index=4_000_000)
+            )
+        )
+    usage = pa.concat_tables(parts)
+    return pa.concat_tables([usage, *_noise(partner, period, usage, n, rng)])
+
+
+def _noise(
+    partner: str, period: Period, usage: pa.Table, n: int, rng: np.random.Generator
+) -> list[pa.Table]:
+    """Lines that must not move the reconciliation: other services, credits, refunds, tax."""
+    spec = SPECS[partner]
+    others = pa.Table.from_pylist(
+        [
+            {
+                "model": None,
+                "unit": None,
+                "region": r,
+                "currency": a[2],
+                "account_id": a[0],
+                "account_name": a[1],
+                "sku_key": sku,
+                "service": svc,
+                "unit_price": Decimal("0.0125"),
+                "unit_credits": Decimal("0.000001") if partner == "snowflake" else None,
+            }
+            for svc, sku in OTHER_SKUS[partner]
+            for r in spec.regions
+            for a in spec.accounts
+        ]
+    )
+    out = [
+        to_gen_lines(
+            partner,
+            period,
+            draw_lines(partner, period, n // 12, rng, others, start_index=5_000_000),
+            licensed=False,
+        )
+    ]
+    if partner in ("aws", "gcp"):
+        con = connect()
+        con.execute("SET threads = 1")  # samples must be the same on every run
+        con.register("u", usage)
+        sample = "USING SAMPLE reservoir(2%) REPEATABLE (7)"
+        out.append(
+            con.sql(f"""SELECT * REPLACE (replace(line_id, 'usage', 'credit') AS line_id,
+            'credit' AS kind, -round(cost * 0.1, 10) AS cost, line_id AS parent_line_id)
+            FROM (SELECT * FROM u WHERE _model IS NOT NULL {sample})""").to_arrow_table()
+        )
+        out.append(
+            con.sql("""SELECT * EXCLUDE (total) REPLACE (replace(line_id, 'usage', 'tax') AS line_id,
+            'tax' AS kind, false AS licensed, 'Tax' AS sku_key, 0::DECIMAL(38,12) AS quantity,
+            0::DECIMAL(38,12) AS unit_price, round(total * 0.05, 2) AS cost, NULL AS _model,
+            NULL AS _unit, 0 AS _tokens)
+            FROM (SELECT *, sum(cost) OVER () AS total FROM u) QUALIFY row_number() OVER
+            (PARTITION BY account_id ORDER BY line_id) = 1""").to_arrow_table()
+        )
+        if partner == "aws":
+            out.append(
+                con.sql("""SELECT * REPLACE (replace(line_id, 'usage', 'refund')
+                AS line_id, 'refund' AS kind, -cost AS cost, line_id AS parent_line_id)
+                FROM (SELECT * FROM u WHERE _model IS NOT NULL
+                USING SAMPLE reservoir(1%) REPEATABLE (11))""").to_arrow_table()
+            )
+    return [t.cast(out[0].schema) for t in out]
+
+
+def generate(
+    config: Config,
+    period: Period,
+    out: Path,
+    *,
+    seed: int = 7,
+    rows: int = 2000,
+    restate: bool = False,
+) -> dict:
+    """Write the month for every partner in ``config`` and return the ground truth."""
+    truth: list[dict] = []
+    for pid, partner in config.partners.items():
+        rng = np.random.default_rng([seed, list(SPECS).index(pid)])
+        v1 = partner_lines(pid, period, rows, rng)
+        current = v1
+        src = partner.billing
+        writer, keys = _writer(src.type)
+        kwargs = {k: src.connector_settings()[k] for k in keys}
+        root = out / src.connector_settings()["path"]
+        writer(finalize(v1), period, root, version=1, **kwargs)
+        if restate and pid == st.plant("restatement").partner:
+            current = partner_lines(
+                pid,
+                period,
+                rows,
+                np.random.default_rng([seed, list(SPECS).index(pid)]),
+                restated=True,
+            )
+            writer(finalize(current), period, root, version=2, **kwargs)
+        lines = st.statement_lines(pid, v1, period, config)
+        as_json, unit_size = STATEMENT_STYLE[pid]
+        st.write_statement(
+            pid,
+            period,
+            lines,
+            out / partner.statement.connector_settings()["path"] / str(period),
+            as_json,
+            unit_size,
+        )
+        truth += _truth(pid, period, lines, current, config, restate)
+    doc = {
+        "period": str(period),
+        "seed": seed,
+        "rows": rows,
+        "restated": restate,
+        "discrepancies": truth,
+    }
+    (out / "ground_truth.json").write_text(json.dumps(doc, indent=1))
+    return doc
+
+
+def _truth(
+    pid: str, period: Period, lines: list[dict], billing: pa.Table, config: Config, restate: bool
+) -> list[dict]:
+    currency = config.contract_for(pid, period).currency
+    found = []
+    for p in st.PLANTS:
+        if p.partner != pid or (p.phase == "restated" and not restate):
+            continue
+        if p.type == "unmapped_sku":
+            amount = -st.expected_share(billing, period, config, pid, f"sku_key = '{p.sku}'")
+        else:
+            reported = sum(
+                (
+                    ln["share_amount"]
+                    for ln in lines
+                    if (ln["model_id"], ln["unit"]) == (p.model, p.unit)
+                ),
+                Decimal(0),
+            )
+            amount = reported - st.expected_share(
+                billing, period, config, pid, f"_model = '{p.model}' AND _unit = '{p.unit}'"
+            )
+        found.append(
+            {
+                "type": p.type,
+                "partner": pid,
+                "model": p.model,
+                "unit": p.unit,
+                "sku": p.sku,
+                "period": str(period),
+                "amount": str(st.money(amount)),
+                "currency": currency,
+                "phase": p.phase,
+            }
+        )
+    return found

@@ -1,0 +1,249 @@
+"""Publishing a run: result tables (Parquet, CSV, warehouse), the HTML report, run.json.
+
+Every file is written to a temporary name and renamed. Result files hold no run id or clock
+time, so a rerun on the same snapshots produces byte-identical results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from revshare import __version__, ledger
+from revshare.config import Config
+from revshare.db import connect
+from revshare.discrepancies import MATCHED, TITLES
+from revshare.outcome import PartnerOutcome
+from revshare.periods import Period
+from revshare.reconcile import PartnerResult
+from revshare.report import render_report
+from revshare.runs import RunPaths
+
+#: Lines per discrepancy shown in the HTML report; all of them are in the Parquet file.
+REPORT_LINES = 25
+
+DISCREPANCY_COLUMNS = [
+    "discrepancy_id", "period", "partner", "type", "model_id", "unit", "sku", "currency",
+    "amount", "billed_tokens", "reported_tokens", "billed_revenue", "reported_revenue",
+    "expected_share", "reported_share", "share_rate", "billing_snapshot", "statement_snapshot",
+    "explanation",
+]  # fmt: skip
+
+
+def present(x: Decimal | None, places: int = 2) -> str:
+    """Presentation rounding: half-even to the currency's minor unit."""
+    if x is None:
+        return ""
+    return str(Decimal(x).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN))
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _write_table(table: pa.Table, base: Path) -> None:
+    _atomic_write(base.with_suffix(".parquet"), lambda p: pq.write_table(table, p))
+    _atomic_write(base.with_suffix(".csv"), lambda p: pacsv.write_csv(table, p))
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table | None:
+    tables = [t for t in tables if t.num_rows or t.num_columns]
+    return pa.concat_tables(tables, promote_options="permissive") if tables else None
+
+
+def partner_summary(grain: pa.Table | None, outcomes: list[PartnerOutcome]) -> list[dict]:
+    totals: dict[str, dict] = {}
+    if grain is not None and grain.num_rows:
+        con = connect()
+        con.register("g", grain)
+        for r in con.execute(f"""
+            SELECT partner, min(currency), sum(coalesce(billed_revenue, 0)),
+              sum(expected_share), sum(coalesce(reported_share, 0)), sum(amount),
+              count(*) FILTER (WHERE type <> '{MATCHED}'),
+              sum(abs(amount)) FILTER (WHERE type <> '{MATCHED}')
+            FROM g GROUP BY partner""").fetchall():
+            totals[r[0]] = dict(
+                zip(
+                    (
+                        "currency",
+                        "billed_revenue",
+                        "expected_share",
+                        "reported_share",
+                        "net_variance",
+                        "discrepancies",
+                        "at_stake",
+                    ),
+                    r[1:],
+                    strict=True,
+                )
+            )
+    return [
+        {
+            "partner": o.partner,
+            "name": o.name,
+            "status": o.status,
+            "reason": o.reason,
+            **totals.get(o.partner, {}),
+        }
+        for o in outcomes
+    ]
+
+
+def publish(
+    paths: RunPaths,
+    *,
+    run_id: str,
+    period: Period,
+    partners: list[str],
+    outcomes: list[PartnerOutcome],
+    results: list[PartnerResult],
+    config: Config,
+    started: datetime,
+    warehouse: Path | None,
+) -> dict:
+    grain = _concat([r.grain for r in results])
+    lines = _concat([r.lines for r in results])
+    discrepancies = None
+    if grain is not None:
+        con = connect()
+        con.register("g", grain)
+        discrepancies = con.execute(
+            f"SELECT {', '.join(DISCREPANCY_COLUMNS)} FROM g WHERE type <> '{MATCHED}' "
+            "ORDER BY abs(amount) DESC, partner, type, model_id, unit, sku"
+        ).to_arrow_table()
+        _write_table(grain, paths.results / "reconciliation")
+        _write_table(discrepancies, paths.results / "discrepancies")
+        _atomic_write(
+            paths.results / "discrepancy_lines.parquet", lambda p: pq.write_table(lines, p)
+        )
+    summary_rows = partner_summary(grain, outcomes)
+    disc_rows = discrepancies.to_pylist() if discrepancies is not None else []
+    finished = datetime.now(UTC)
+    reconciled = [o.partner for o in outcomes if o.status == "reconciled"]
+    status = (
+        "completed" if len(reconciled) == len(outcomes) else "partial" if reconciled else "failed"
+    )
+    meta = {
+        "run_id": run_id, "period": str(period), "partners": partners,
+        "dry_run": warehouse is None, "started_at": started.isoformat(),
+        "finished_at": finished.isoformat(), "status": status, "version": __version__,
+        "sources": [s.ledger_row() for o in outcomes for s in o.sources],
+    }  # fmt: skip
+    html = render_report(
+        meta=meta,
+        summary=summary_rows,
+        discrepancies=disc_rows,
+        lines=_lines_by_discrepancy(lines),
+        outcomes=outcomes,
+        titles=TITLES,
+    )
+    _atomic_write(paths.report, lambda p: p.write_text(html))
+    _atomic_write(
+        paths.manifest,
+        lambda p: p.write_text(
+            json.dumps(
+                {
+                    **meta,
+                    "validation": [
+                        s.validation.to_dict()
+                        for o in outcomes
+                        for s in o.sources
+                        if s.validation is not None
+                    ],
+                },
+                indent=1,
+                default=str,
+            )
+        ),
+    )
+    if warehouse is not None:
+        tables = {"reconciliation": grain} if grain is not None else {}
+        if lines is not None:
+            tables["discrepancy_lines"] = lines
+        ledger.record_run(
+            warehouse,
+            {
+                **meta,
+                "started_at": started,
+                "finished_at": finished,
+                "report_path": str(paths.report),
+            },
+            [s.ledger_row() for o in outcomes for s in o.sources],
+            tables,
+        )
+    return {
+        "run_id": run_id,
+        "status": status,
+        "report": str(paths.report),
+        "partners": [
+            {k: (present(v) if isinstance(v, Decimal) else v) for k, v in r.items()}
+            for r in summary_rows
+        ],
+        "discrepancies": len(disc_rows),
+        "markdown": _markdown(meta, summary_rows, disc_rows, paths.report),
+        "discrepancy_rows": [
+            {
+                "partner": d["partner"],
+                "type": TITLES[d["type"]],
+                "model": d["model_id"] or d["sku"],
+                "unit": d["unit"] or "",
+                "amount": f"{present(d['amount'])} {d['currency']}",
+                "explanation": d["explanation"],
+            }
+            for d in disc_rows
+        ],
+    }
+
+
+def _lines_by_discrepancy(lines: pa.Table | None) -> dict[str, dict]:
+    """The first REPORT_LINES lines of each discrepancy (largest first), and the count."""
+    if lines is None or not lines.num_rows:
+        return {}
+    con = connect()
+    con.register("l", lines)
+    rows = (
+        con.execute(f"""
+        SELECT *, count(*) OVER (PARTITION BY discrepancy_id) AS total FROM l
+        QUALIFY row_number() OVER (PARTITION BY discrepancy_id
+            ORDER BY side DESC, abs(amount) DESC, source_file, source_row) <= {REPORT_LINES}
+        ORDER BY discrepancy_id, side DESC, abs(amount) DESC, source_file, source_row
+        """)
+        .to_arrow_table()
+        .to_pylist()
+    )
+    out: dict[str, dict] = {}
+    for r in rows:
+        entry = out.setdefault(r["discrepancy_id"], {"total": r["total"], "rows": []})
+        entry["rows"].append(r)
+    return out
+
+
+def _markdown(meta: dict, summary: list[dict], disc: list[dict], report: Path) -> str:
+    head = [f"# Reconciliation {meta['period']} — {meta['status']}", "",
+            f"Run `{meta['run_id']}`; report: `{report}`", "",
+            "| partner | status | billed revenue | expected share | reported share | net variance | discrepancies |",
+            "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for s in summary:
+        ccy = s.get("currency") or ""
+        head.append(
+            f"| {s['partner']} | {s['status']} | {present(s.get('billed_revenue'))} {ccy} | "
+            f"{present(s.get('expected_share'))} | {present(s.get('reported_share'))} | "
+            f"{present(s.get('net_variance'))} | {s.get('discrepancies', '')} |"
+        )
+    quarantined = [s for s in summary if s["status"] != "reconciled"]
+    if quarantined:
+        head += ["", "**Not reconciled:**"] + [
+            f"- {s['partner']}: {s['reason']}" for s in quarantined
+        ]
+    head += ["", f"{len(disc)} discrepancies."]
+    return "\n".join(head)

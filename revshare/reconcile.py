@@ -1,0 +1,249 @@
+"""Reconciliation of one partner's statement against its billing, in DuckDB SQL.
+
+The grain is (partner, period, model, unit) in the contract's reporting currency. Billing in
+other currencies is converted at the month-end rate from config; the rate used is kept on
+every row. All arithmetic is DECIMAL; nothing is rounded here (presentation rounds, half-even).
+
+A difference is within tolerance when |diff| <= max(absolute, relative * |expected|); token
+quantities use the relative tolerance alone. The discrepancy amount is always
+reported share - expected share, so the amounts of a partner add up to its net variance.
+Classification is pure: the same inputs give the same rows in the same order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import duckdb
+import pyarrow as pa
+
+from revshare.catalog import MAPPED, UNMAPPED
+from revshare.config import Config
+from revshare.discrepancies import MATCHED, Kind, explain
+from revshare.periods import Period
+from revshare.schema import MONEY_SQL, QUANTITY_SQL, RATE_SQL
+
+#: Days at the end of a period that the period-shift check looks at.
+SHIFT_DAYS = (1, 2, 3)
+
+
+@dataclass(frozen=True)
+class PartnerResult:
+    partner: str
+    grain: pa.Table  # one row per (model, unit) and per unmapped SKU, matched or not
+    lines: pa.Table  # billing and statement lines behind every discrepancy
+
+
+def _terms(con: duckdb.DuckDBPyConnection, config: Config, partner: str, period: Period) -> None:
+    """Contract terms and FX rates as small tables the SQL joins."""
+    c = config.contract_for(partner, period)
+    models = [*config.model_ids, None]
+    con.register("_terms", pa.table({
+        "model": models,
+        "share_rate": pa.array([c.model_rates.get(m, c.share_rate) if m else c.share_rate
+                                for m in models], pa.decimal128(18, 10)),
+    }))  # fmt: skip
+    con.register("_categories", pa.table({"category": c.charge_categories}))
+    seen = con.execute(
+        "SELECT DISTINCT BillingCurrency FROM billing UNION "
+        "SELECT DISTINCT Currency FROM statements UNION "
+        "SELECT DISTINCT BillingCurrency FROM prev_billing ORDER BY 1"
+    ).fetchall()
+    ccys = [r[0] for r in seen]
+    con.register("_fx", pa.table({
+        "currency": ccys,
+        "rate": pa.array([config.fx.rate(period, x, c.currency) for x in ccys],
+                         pa.decimal128(18, 10)),
+    }))  # fmt: skip
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _k AS SELECT {lit_dec(c.tolerance.absolute)} AS tol_abs,"
+        f" {lit_dec(c.tolerance.relative)} AS tol_rel, '{c.currency}' AS ccy,"
+        f" {lit_dec(c.share_rate)} AS base_rate"
+    )
+
+
+def lit_dec(x: Decimal) -> str:
+    return f"CAST('{x}' AS {RATE_SQL})"
+
+
+def _billing_grain(source: str) -> str:
+    """Counted billing lines of ``source`` summed to the grain, in reporting currency."""
+    return f"""
+    SELECT x_ModelId AS model_id, x_Unit AS unit,
+      CAST(sum(x_Tokens) AS {QUANTITY_SQL}) AS tokens,
+      CAST(sum(BilledCost * f.rate) AS {MONEY_SQL}) AS revenue,
+      CAST(sum(CASE WHEN BillingCurrency <> (SELECT ccy FROM _k) THEN BilledCost END)
+           AS {MONEY_SQL}) AS foreign_native,
+      CAST(sum(CASE WHEN BillingCurrency = (SELECT ccy FROM _k) THEN BilledCost END)
+           AS {MONEY_SQL}) AS domestic,
+      min(CASE WHEN BillingCurrency <> (SELECT ccy FROM _k) THEN BillingCurrency END) AS fccy,
+      count(DISTINCT CASE WHEN BillingCurrency <> (SELECT ccy FROM _k)
+                          THEN BillingCurrency END) AS n_fccy,
+      count(*) AS n_lines, min(x_SnapshotId) AS snapshot
+    FROM {source} b JOIN _fx f ON f.currency = b.BillingCurrency
+    WHERE x_CatalogStatus = '{MAPPED}' AND ChargeCategory IN (SELECT category FROM _categories)
+    GROUP BY ALL"""
+
+
+GRAIN_SQL = f"""
+WITH b AS ({_billing_grain("billing")}),
+p AS ({_billing_grain("prev_billing")}),
+latest AS (
+  SELECT * FROM statements
+  QUALIFY Revision = max(Revision) OVER (PARTITION BY StatementId)),
+sl AS (
+  SELECT *, count(*) OVER (PARTITION BY x_ModelId, RegionId, x_Unit, Currency, x_Tokens,
+                                        GrossRevenue, ShareAmount) AS copies,
+    row_number() OVER (PARTITION BY x_ModelId, RegionId, x_Unit, Currency, x_Tokens,
+                       GrossRevenue, ShareAmount ORDER BY x_SourceFile, x_SourceRow) AS copy_no
+  FROM latest),
+s AS (
+  SELECT x_ModelId AS model_id, x_Unit AS unit,
+    CAST(sum(x_Tokens) AS {QUANTITY_SQL}) AS tokens,
+    CAST(sum(GrossRevenue * f.rate) AS {MONEY_SQL}) AS revenue,
+    CAST(sum(ShareAmount * f.rate) AS {MONEY_SQL}) AS share,
+    CAST(coalesce(sum(CASE WHEN copy_no > 1 THEN ShareAmount * f.rate END), 0)
+         AS {MONEY_SQL}) AS dup_share,
+    count(*) FILTER (WHERE copy_no > 1) AS dup_lines,
+    min(sl.Currency) AS currency, count(*) AS n_lines, min(x_SnapshotId) AS snapshot,
+    min(StatementId) AS statement_id, max(Revision) AS revision
+  FROM sl JOIN _fx f ON f.currency = sl.Currency GROUP BY ALL),
+days AS (
+  SELECT x_ModelId AS model_id, x_Unit AS unit,
+    datediff('day', CAST(ChargePeriodStart AS DATE),
+             CAST(BillingPeriodEnd AS DATE)) AS days_before_end,
+    sum(x_Tokens) AS tokens, sum(BilledCost * f.rate) AS revenue
+  FROM billing b JOIN _fx f ON f.currency = b.BillingCurrency
+  WHERE x_CatalogStatus = '{MAPPED}' AND ChargeCategory IN (SELECT category FROM _categories)
+  GROUP BY ALL),
+tails AS (
+  SELECT model_id, unit, k,
+    sum(tokens) FILTER (WHERE days_before_end <= k) AS tokens,
+    sum(revenue) FILTER (WHERE days_before_end <= k) AS revenue
+  FROM days, (SELECT unnest({list(SHIFT_DAYS)}) AS k) GROUP BY ALL),
+j AS (
+  SELECT coalesce(b.model_id, s.model_id) AS model_id, coalesce(b.unit, s.unit) AS unit,
+    b.tokens AS billed_tokens, b.revenue AS billed_revenue,
+    t.share_rate,
+    CAST(coalesce(b.revenue, 0) * t.share_rate AS {MONEY_SQL}) AS expected_share,
+    s.tokens AS reported_tokens, s.revenue AS reported_revenue, s.share AS reported_share,
+    s.dup_share, s.dup_lines AS duplicate_lines, s.currency AS statement_currency,
+    b.foreign_native, b.domestic, b.fccy AS foreign_currency, b.n_fccy,
+    (SELECT rate FROM _fx WHERE currency = b.fccy) AS fx_rate,
+    b.n_lines AS billing_lines, s.n_lines AS statement_lines,
+    b.snapshot AS billing_snapshot, s.snapshot AS statement_snapshot,
+    s.statement_id, s.revision,
+    p.tokens AS previous_tokens, p.revenue AS previous_revenue, p.snapshot AS previous_snapshot
+  FROM b FULL JOIN s ON b.model_id = s.model_id AND b.unit = s.unit
+  LEFT JOIN _terms t ON t.model = coalesce(b.model_id, s.model_id)
+  LEFT JOIN p ON p.model_id = coalesce(b.model_id, s.model_id)
+             AND p.unit = coalesce(b.unit, s.unit)),
+d AS (
+  SELECT j.*, _k.tol_abs, _k.tol_rel, _k.ccy AS currency,
+    CAST(coalesce(reported_share, 0) - expected_share AS {MONEY_SQL}) AS amount,
+    CAST(coalesce(reported_tokens, 0) - coalesce(billed_tokens, 0) AS {QUANTITY_SQL})
+      AS diff_tokens,
+    CAST(coalesce(reported_revenue, 0) - coalesce(billed_revenue, 0) AS {MONEY_SQL})
+      AS diff_revenue
+  FROM j, _k),
+shift AS (
+  SELECT d.model_id, d.unit, min(tails.k) AS shift_days, arg_min(tails.tokens, tails.k) AS shift_tokens
+  FROM d JOIN tails USING (model_id, unit)
+  WHERE d.reported_tokens IS NOT NULL AND d.billed_tokens IS NOT NULL
+    AND abs(d.billed_tokens - tails.tokens - d.reported_tokens) <= d.tol_rel * d.billed_tokens
+    AND abs(d.billed_revenue - tails.revenue - d.reported_revenue)
+        <= greatest(d.tol_abs, d.tol_rel * abs(d.billed_revenue))
+  GROUP BY ALL)
+SELECT d.*, shift.shift_days, shift.shift_tokens,
+  CASE WHEN n_fccy = 1 AND foreign_native <> 0
+       THEN CAST((reported_revenue - coalesce(domestic, 0)) / foreign_native AS {RATE_SQL})
+  END AS implied_fx,
+  CASE
+    WHEN abs(amount) <= greatest(tol_abs, tol_rel * abs(expected_share))
+         AND abs(diff_tokens) <= tol_rel * abs(coalesce(billed_tokens, 0))
+         AND coalesce(statement_currency, currency) = currency THEN '{MATCHED}'
+    WHEN reported_tokens IS NULL THEN '{Kind.MISSING_FROM_STATEMENT}'
+    WHEN billed_tokens IS NULL THEN '{Kind.MISSING_FROM_BILLING}'
+    WHEN duplicate_lines > 0 AND abs(amount - dup_share)
+         <= greatest(tol_abs, tol_rel * abs(expected_share)) THEN '{Kind.DUPLICATE_LINES}'
+    WHEN previous_snapshot IS NOT NULL AND previous_snapshot <> billing_snapshot
+         AND abs(reported_tokens - previous_tokens) <= tol_rel * abs(previous_tokens)
+         AND abs(reported_revenue - previous_revenue)
+             <= greatest(tol_abs, tol_rel * abs(previous_revenue)) THEN '{Kind.RESTATEMENT}'
+    WHEN abs(diff_tokens) > tol_rel * abs(billed_tokens) THEN
+      CASE WHEN shift.shift_days IS NOT NULL THEN '{Kind.PERIOD_SHIFT}'
+           ELSE '{Kind.QUANTITY_MISMATCH}' END
+    WHEN statement_currency <> currency THEN '{Kind.CURRENCY_FX_MISMATCH}'
+    WHEN abs(diff_revenue) > greatest(tol_abs, tol_rel * abs(billed_revenue)) THEN
+      CASE WHEN foreign_native <> 0 THEN '{Kind.CURRENCY_FX_MISMATCH}'
+           ELSE '{Kind.PRICE_REVENUE_MISMATCH}' END
+    ELSE '{Kind.SHARE_MISCALCULATED}'
+  END AS type
+FROM d LEFT JOIN shift USING (model_id, unit)
+"""
+
+UNMAPPED_SQL = f"""
+SELECT NULL::VARCHAR AS model_id, NULL::VARCHAR AS unit, x_SkuKey AS sku,
+  CAST(sum(BilledCost * f.rate) AS {MONEY_SQL}) AS billed_revenue,
+  CAST(-sum(BilledCost * f.rate) * (SELECT base_rate FROM _k) AS {MONEY_SQL}) AS amount,
+  CAST(sum(BilledCost * f.rate) * (SELECT base_rate FROM _k) AS {MONEY_SQL}) AS expected_share,
+  (SELECT base_rate FROM _k) AS share_rate,
+  (SELECT ccy FROM _k) AS currency, count(*) AS billing_lines,
+  min(x_SnapshotId) AS billing_snapshot, '{Kind.UNMAPPED_SKU}' AS type
+FROM billing b JOIN _fx f ON f.currency = b.BillingCurrency
+WHERE x_CatalogStatus = '{UNMAPPED}' AND ChargeCategory IN (SELECT category FROM _categories)
+GROUP BY x_SkuKey
+HAVING abs(sum(BilledCost * f.rate) * (SELECT base_rate FROM _k))
+       > (SELECT tol_abs FROM _k)
+"""
+
+LINES_SQL = f"""
+WITH flagged AS (SELECT * FROM _grain WHERE type <> '{MATCHED}')
+SELECT f.discrepancy_id, 'billing' AS side, b.x_SnapshotId AS snapshot_id,
+  b.x_SourceFile AS source_file, b.x_SourceRow AS source_row, b.x_NativeLineId AS line_id,
+  b.x_SkuKey AS sku, b.RegionId AS region, b.ChargeCategory AS charge_category,
+  CAST(b.ChargePeriodStart AS DATE) AS usage_date, b.x_Tokens AS tokens,
+  b.BilledCost AS amount, b.BillingCurrency AS currency
+FROM flagged f JOIN billing b
+  ON (f.type = '{Kind.UNMAPPED_SKU}' AND b.x_SkuKey = f.sku AND b.x_CatalogStatus = '{UNMAPPED}')
+  OR (f.type <> '{Kind.UNMAPPED_SKU}' AND b.x_ModelId = f.model_id AND b.x_Unit = f.unit)
+WHERE b.ChargeCategory IN (SELECT category FROM _categories)
+UNION ALL
+SELECT f.discrepancy_id, 'statement', s.x_SnapshotId, s.x_SourceFile, s.x_SourceRow,
+  s.StatementId || ' r' || s.Revision, NULL, s.RegionId, NULL, NULL, s.x_Tokens,
+  s.ShareAmount, s.Currency
+FROM flagged f JOIN statements s ON s.x_ModelId = f.model_id AND s.x_Unit = f.unit
+WHERE s.Revision = f.revision
+"""
+
+
+def reconcile_partner(
+    con: duckdb.DuckDBPyConnection, config: Config, partner: str, period: Period
+) -> PartnerResult:
+    """Reconcile the views ``billing``, ``statements`` and ``prev_billing`` (each one
+    partner's canonical rows; ``prev_billing`` empty unless an earlier run used another
+    billing snapshot). Returns the grain table and the lines behind each discrepancy."""
+    _terms(con, config, partner, period)
+    con.execute(f"""
+      CREATE OR REPLACE TEMP TABLE _grain AS
+      SELECT '{partner}' AS partner, '{period}' AS period, *,
+        md5(concat_ws('|', '{period}', '{partner}', type, model_id, unit, sku)) AS discrepancy_id
+      FROM (SELECT * FROM ({GRAIN_SQL}) UNION ALL BY NAME SELECT * FROM ({UNMAPPED_SQL}))
+      ORDER BY type = '{MATCHED}', abs(amount) DESC, model_id, unit, sku""")
+    grain = con.execute("SELECT * FROM _grain").to_arrow_table()
+    explanations = [
+        explain(r) if r["type"] != MATCHED else ""
+        for r in grain.select(_EXPLAIN_COLUMNS).to_pylist()
+    ]
+    grain = grain.append_column("explanation", pa.array(explanations, pa.string()))
+    lines = con.execute(LINES_SQL + " ORDER BY ALL").to_arrow_table()
+    return PartnerResult(partner, grain, lines)
+
+
+_EXPLAIN_COLUMNS = [
+    "type", "partner", "model_id", "unit", "sku", "currency", "amount", "billed_tokens",
+    "reported_tokens", "billed_revenue", "reported_revenue", "expected_share", "reported_share",
+    "share_rate", "shift_days", "shift_tokens", "implied_fx", "fx_rate", "foreign_currency",
+    "statement_currency", "duplicate_lines", "previous_snapshot", "previous_revenue",
+]  # fmt: skip

@@ -1,0 +1,282 @@
+"""Azure cost details: generator writer -> export folders -> connector -> canonical rows."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import shutil
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP
+from decimal import Decimal as D
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from connectors.azure_cost import AzureCostConnector, AzureCostSettings
+from connectors.base import NormalizeContext, SourceError
+from revshare.generate import azure
+from revshare.generate.lines import GEN_LINES_SCHEMA
+from revshare.periods import Period
+from revshare.schema import BILLING_SCHEMA
+
+pytestmark = pytest.mark.integration
+
+PERIOD = Period(2026, 8)
+EXPORT = "revshare-foundry"
+EA_SAMPLE = Path("/work/shared/data/azure/ea_cost_details_sample.csv")
+CATEGORY = {"usage": "Usage", "refund": "Credit", "credit": "Credit"}
+
+
+def _line(n: int, *, kind: str = "usage", cur: str = "USD", cost: str = "1.234567890123",
+          bp: str = "2026-08", day: int = 3, licensed: bool = True, parent: str | None = None,
+          sku: str = "Llama-3.3-70B-Instruct Input Tokens") -> dict:  # fmt: skip
+    return {
+        "line_id": f"az-{n}", "partner": "azure", "account_id": f"bp-{cur.lower()}",
+        "account_name": f"Contoso {cur}", "currency": cur,
+        "usage_start": datetime(2026, 8, day, tzinfo=UTC),
+        "usage_end": datetime(2026, 8, day, 1, tzinfo=UTC), "billing_period": bp,
+        "region": "eastus" if cur == "USD" else "swedencentral", "kind": kind,
+        "licensed": licensed, "service": "Foundry Models", "sku_key": sku,
+        "sku_id": f"meter-{sku[:8]}", "quantity": D("1234.567"), "unit_price": D("0.00071"),
+        "cost": D(cost), "credits": None, "credit_price": None, "parent_line_id": parent,
+    }  # fmt: skip
+
+
+def _lines() -> pa.Table:
+    rows = [
+        _line(1),
+        _line(2, cost="0.000000000001", sku="Llama-3.3-70B-Instruct Output Tokens"),
+        _line(3, cur="EUR", cost="2.5", day=5),
+        _line(4, cur="EUR", cost="10.123456789012", day=31),
+        _line(5, kind="refund", cost="-0.5", parent="az-1"),
+        _line(6, kind="credit", cur="EUR", cost="-1.000000000007", parent="az-3"),
+        _line(7, kind="tax", cost="0.25"),  # cost details are pre-tax: not written
+        _line(8, bp="2026-09", cost="99"),  # late row billed next month: filtered out
+        _line(9, licensed=False, cost="3.3", sku="gpt-4o-mini-0718 Inp glbl Tokens"),
+    ]
+    return pa.Table.from_pylist(rows, schema=GEN_LINES_SCHEMA)
+
+
+def _connector(root: Path) -> AzureCostConnector:
+    settings = AzureCostSettings(type="azure_cost", path=str(root), export_name=EXPORT)
+    return AzureCostConnector(settings, root.parent, "azure/billing")
+
+
+def _run(conn: AzureCostConnector, snapshot_dir: Path, files: tuple[str, ...],
+         period: Period = PERIOD) -> pa.Table:  # fmt: skip
+    ctx = NormalizeContext("azure", period, "snap-1", snapshot_dir, tuple(sorted(files)))
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    return con.execute(conn.normalize_sql(ctx)).to_arrow_table()
+
+
+def _locate_and_run(root: Path) -> tuple[pa.Table, object]:
+    conn = _connector(root)
+    delivery = conn.locate(PERIOD)
+    return _run(conn, root, tuple(f.relpath for f in delivery.files)), delivery
+
+
+def _names_types(schema: pa.Schema) -> list[tuple[str, pa.DataType]]:
+    return [(f.name, f.type) for f in schema]
+
+
+def _totals(out: pa.Table) -> dict[tuple[str, str], D]:
+    rows = duckdb.sql(
+        "SELECT ChargeCategory, BillingCurrency, sum(BilledCost) FROM out GROUP BY ALL"
+    ).fetchall()
+    return {(c, cur): total for c, cur, total in rows}
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rt", newline="", encoding="utf-8-sig") as f:
+        return list(csv.DictReader(f))
+
+
+def test_round_trip_exact_totals_and_lineage(tmp_path: Path) -> None:
+    lines = _lines()
+    written = azure.write(lines, PERIOD, tmp_path, export_name=EXPORT)
+    header = _csv_rows(written[0])[0].keys()
+    assert list(header) == list(azure.MCA_COLUMNS) and len(azure.MCA_COLUMNS) == 65
+
+    out, delivery = _locate_and_run(tmp_path)
+    assert _names_types(out.schema) == _names_types(BILLING_SCHEMA)
+    expected: dict[tuple[str, str], D] = defaultdict(D)
+    for r in lines.to_pylist():
+        if r["kind"] != "tax" and r["billing_period"] == "2026-08":
+            expected[(CATEGORY[r["kind"]], r["currency"])] += r["cost"]
+    assert out.num_rows == 7
+    assert _totals(out) == dict(expected)
+
+    rows = out.to_pylist()
+    manifest = json.loads(written[-1].read_text())
+    assert delivery.version == manifest["runInfo"]["runId"]
+    assert "skippedIncompleteRuns" not in delivery.metadata
+    assert {r["BillingPeriodStart"] for r in rows} == {PERIOD.start}
+    assert {r["BillingPeriodEnd"] for r in rows} == {PERIOD.end}
+    assert {r["x_SkuKey"] for r in rows} >= {"Llama-3.3-70B-Instruct Input Tokens"}
+    assert len({r["x_NativeLineId"] for r in rows}) == len(rows)
+    by_cur = {r["BillingCurrency"]: r for r in rows if r["ChargeCategory"] == "Usage"}
+    assert by_cur["EUR"]["PricingCurrency"] == "USD"
+    assert by_cur["EUR"]["RegionId"] == "swedencentral"
+    meta = [r for r in rows if r["x_SkuKey"].startswith("Llama")]
+    assert {r["PublisherName"] for r in meta} == {"Meta"}
+    assert {r["PricingUnit"] for r in rows} == {"1K"}
+    # x_SourceRow N is data row N of the file it names.
+    for r in rows:
+        native = _csv_rows(tmp_path / r["x_SourceFile"])[r["x_SourceRow"] - 1]
+        assert D(native["costInBillingCurrency"]) == r["BilledCost"]
+        assert native["meterName"] == r["x_SkuKey"]
+        assert (
+            datetime.strptime(native["date"], "%m/%d/%Y").replace(tzinfo=UTC)
+            == r["ChargePeriodStart"]
+        )
+
+
+def test_writer_is_deterministic_and_versions_run_later(tmp_path: Path) -> None:
+    a = azure.write(_lines(), PERIOD, tmp_path / "a", export_name=EXPORT, version=2)
+    b = azure.write(_lines(), PERIOD, tmp_path / "b", export_name=EXPORT, version=2)
+    assert [p.relative_to(tmp_path / "a") for p in a] == [p.relative_to(tmp_path / "b") for p in b]
+    assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]
+    v1 = azure.run_identity(PERIOD, EXPORT, 1)
+    v2 = azure.run_identity(PERIOD, EXPORT, 2)
+    assert v2[0] > v1[0] and v2[1] != v1[1]
+
+
+def test_multiple_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(azure, "ROWS_PER_PART", 3)
+    written = azure.write(_lines(), PERIOD, tmp_path, export_name=EXPORT)
+    manifest = json.loads(written[-1].read_text())
+    assert manifest["blobCount"] == 3 and manifest["dataRowCount"] == 8
+    assert [b["dataRowCount"] for b in manifest["blobs"]] == [3, 3, 2]
+    out, _ = _locate_and_run(tmp_path)
+    assert out.num_rows == 7
+    for r in out.to_pylist():
+        native = _csv_rows(tmp_path / r["x_SourceFile"])[r["x_SourceRow"] - 1]
+        assert D(native["costInBillingCurrency"]) == r["BilledCost"]
+
+
+@pytest.mark.parametrize("damage", ["missing", "size"])
+def test_newest_complete_run_wins(tmp_path: Path, damage: str) -> None:
+    lines = _lines()
+    azure.write(lines, PERIOD, tmp_path, export_name=EXPORT, version=1)
+    v2 = azure.write(lines.slice(0, 4), PERIOD, tmp_path, export_name=EXPORT, version=2)
+    v3 = azure.write(lines, PERIOD, tmp_path, export_name=EXPORT, version=3)
+    if damage == "missing":
+        v3[0].unlink()
+    else:
+        v3[0].write_bytes(v3[0].read_bytes()[:-5])  # a blob still being uploaded
+    out, delivery = _locate_and_run(tmp_path)
+    assert delivery.version == json.loads(v2[-1].read_text())["runInfo"]["runId"]
+    assert out.num_rows == 4
+    skipped = delivery.metadata["skippedIncompleteRuns"]
+    assert v3[0].parent.name in skipped
+    assert ("blob missing" if damage == "missing" else "bytes") in skipped
+
+
+def test_no_complete_run_is_an_error(tmp_path: Path) -> None:
+    v1 = azure.write(_lines(), PERIOD, tmp_path, export_name=EXPORT)
+    v1[0].unlink()
+    with pytest.raises(SourceError, match="no complete export run"):
+        _connector(tmp_path).locate(PERIOD)
+
+
+def test_both_folder_depths(tmp_path: Path) -> None:
+    lines = _lines()
+    azure.write(lines, PERIOD, tmp_path, export_name=EXPORT, version=1)
+    v2 = azure.write(lines.slice(0, 2), PERIOD, tmp_path, export_name=EXPORT, version=2)
+    # Re-lay run 2 as Microsoft's documented RUN/ depth: <daterange>/<runId>/...
+    run_id = json.loads(v2[-1].read_text())["runInfo"]["runId"]
+    guid_dir, time_dir = v2[-1].parent, v2[-1].parent.parent
+    shutil.move(guid_dir, time_dir.parent / run_id)
+    time_dir.rmdir()
+    out, delivery = _locate_and_run(tmp_path)
+    assert delivery.version == run_id and delivery.metadata["run"].endswith(run_id)
+    assert out.num_rows == 2
+    # ... and the deeper EXPORTTIME/GUID/ run is still found when it is the newest.
+    azure.write(lines, PERIOD, tmp_path, export_name=EXPORT, version=3)
+    out, delivery = _locate_and_run(tmp_path)
+    assert out.num_rows == 7 and delivery.metadata["runsComplete"] == "3"
+
+
+def test_ea_sample_normalizes(tmp_path: Path) -> None:
+    shutil.copy(EA_SAMPLE, tmp_path / "ea.csv")
+    conn = _connector(tmp_path)
+    out = _run(conn, tmp_path, ("ea.csv",), Period(2023, 9))
+    assert _names_types(out.schema) == _names_types(BILLING_SCHEMA)
+    native = _csv_rows(EA_SAMPLE)
+    assert out.num_rows == len(native) == 27
+    # Two sample costs (6.65679E-09, 6.19947E-09) carry 14 places: the canonical scale is 12,
+    # and the cast rounds half away from zero at the 12th place.
+    total = sum(D(r["CostInBillingCurrency"]).quantize(D("1e-12"), ROUND_HALF_UP) for r in native)
+    assert total == D("1.261369265057")
+    assert _totals(out) == {("Usage", "CAD"): total}
+    assert {r["BillingCurrency"] for r in out.to_pylist()} == {"CAD"}
+    assert [r["x_SourceRow"] for r in out.to_pylist()] == list(range(1, 28))
+    assert out.column("x_SkuKey").null_count == 0
+    assert _run(conn, tmp_path, ("ea.csv",), Period(2023, 10)).num_rows == 0
+
+
+def test_older_ea_header(tmp_path: Path) -> None:
+    header = ["AccountName", "SubscriptionId", "Date", "Product", "MeterCategory", "MeterId",
+              "MeterName", "UnitOfMeasure", "Quantity", "Cost", "BillingCurrency", "ChargeType",
+              "BillingAccountId", "BillingPeriodStartDate", "BillingPeriodEndDate",
+              "ResourceLocation"]  # fmt: skip
+    rows = [
+        ["a", "s", "08/02/2026", "Llama", "Foundry Models", "m1", "Llama-3.3-70B-Instruct "
+         "Input Tokens", "1K", "10", "0.123456789012", "EUR", "Usage", "123", "08/01/2026",
+         "08/31/2026", "westeurope"],
+        ["a", "s", "08/03/2026", "Llama", "Foundry Models", "m1", "x", "1K", "1", "-0.5",
+         "EUR", "Refund", "123", "08/01/2026", "08/31/2026", "westeurope"],
+    ]  # fmt: skip
+    with open(tmp_path / "old.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    out = _run(_connector(tmp_path), tmp_path, ("old.csv",))
+    assert _totals(out) == {("Usage", "EUR"): D("0.123456789012"), ("Credit", "EUR"): D("-0.5")}
+
+
+def _rewrite(src: Path, dst: Path, *, drop: str | None = None,
+             set_cell: tuple[int, str, str] | None = None) -> None:  # fmt: skip
+    rows = _csv_rows(src)
+    fields = [c for c in rows[0] if c != drop]
+    if set_cell:
+        n, col, value = set_cell
+        rows[n - 1][col] = value
+    with open(dst, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_missing_required_column_names_column_and_file(tmp_path: Path) -> None:
+    written = azure.write(_lines(), PERIOD, tmp_path / "x", export_name=EXPORT)
+    _rewrite(written[0], tmp_path / "mca.csv", drop="chargeType")
+    _rewrite(EA_SAMPLE, tmp_path / "ea.csv", drop="MeterName")
+    conn = _connector(tmp_path)
+    with pytest.raises(SourceError) as e:
+        _run(conn, tmp_path, ("mca.csv",))
+    assert e.value.column == "chargeType" and e.value.file == "mca.csv"
+    assert "MCA cost details" in str(e.value)
+    with pytest.raises(SourceError) as e:
+        _run(conn, tmp_path, ("ea.csv",), Period(2023, 9))
+    assert e.value.column == "MeterName" and e.value.file == "ea.csv"
+    assert "EA cost details" in str(e.value)
+
+
+def test_text_in_numeric_column_names_file_row_column(tmp_path: Path) -> None:
+    written = azure.write(_lines(), PERIOD, tmp_path / "x", export_name=EXPORT)
+    _rewrite(written[0], tmp_path / "bad.csv", set_cell=(4, "quantity", "12,5 K"))
+    with pytest.raises(SourceError) as e:
+        _run(_connector(tmp_path), tmp_path, ("bad.csv",))
+    assert (e.value.file, e.value.row, e.value.column) == ("bad.csv", 4, "quantity")
+    assert "not a decimal number" in str(e.value)
+
+
+def test_unknown_header_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "focus.csv").write_text("BilledCost,BillingCurrency\n1,USD\n")
+    with pytest.raises(SourceError, match="FOCUS export"):
+        _run(_connector(tmp_path), tmp_path, ("focus.csv",))
