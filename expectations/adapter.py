@@ -15,6 +15,7 @@ Pinned to great-expectations 1.24.1 because of the DuckDB workaround below (an i
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
@@ -34,6 +35,9 @@ SAMPLE_SIZE = 5
 _RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE}
 #: In-memory DuckDB: the Parquet file is the only data; nothing to clean up afterwards.
 _DUCKDB_URL = "duckdb:///:memory:"
+#: GX keeps a process-global "current project" and a shared Data Docs folder is one GX project:
+#: validations in threads (Prefect's default task runner) take turns. DuckDB parallelizes each.
+_LOCK = threading.Lock()
 
 
 class _DuckDBDialect(str):
@@ -206,6 +210,21 @@ def validate_parquet(
     rows = pq.ParquetFile(path).metadata.num_rows
 
     gx = _gx()
+    gx_params = {k: _param_value(k, v) for k, v in params.items()}
+    resolved = _resolve_list_refs(suite_dict, gx_params)
+    with _LOCK:
+        checks = _run(gx, path, suite_name, resolved, gx_params, data_docs_dir)
+    return ValidationReport(suite=suite_name, source=source, rows=rows, checks=checks)
+
+
+def _run(
+    gx: ModuleType,
+    path: Path,
+    suite_name: str,
+    suite_dict: dict[str, Any],
+    gx_params: dict[str, object],
+    data_docs_dir: Path | None,
+) -> tuple[CheckResult, ...]:
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     if data_docs_dir is None:
@@ -220,9 +239,7 @@ def validate_parquet(
         name=Path(path).stem or "data", query=f"SELECT * FROM read_parquet({lit(path)})"
     )
     batch = asset.add_batch_definition_whole_table("all")
-    gx_params = {k: _param_value(k, v) for k, v in params.items()}
-    resolved = _resolve_list_refs(suite_dict, gx_params)
-    suite_body = {k: v for k, v in resolved.items() if k in ("expectations", "meta", "notes")}
+    suite_body = {k: v for k, v in suite_dict.items() if k in ("expectations", "meta", "notes")}
     suite = context.suites.add_or_update(gx.ExpectationSuite(name=suite_name, **suite_body))
     if len(suite.expectations) != len(suite_dict["expectations"]):
         # GX logs and skips invalid expectation configs; a suite must not shrink silently.
@@ -240,9 +257,4 @@ def validate_parquet(
         context.validation_definitions.delete(run)
         context.data_sources.delete(run)
 
-    return ValidationReport(
-        suite=suite_name,
-        source=source,
-        rows=rows,
-        checks=tuple(_check(r) for r in sorted(result.results, key=_suite_order(suite))),
-    )
+    return tuple(_check(r) for r in sorted(result.results, key=_suite_order(suite)))

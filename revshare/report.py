@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader, Undefined, select_autoescape
 
 _env = Environment(
     loader=PackageLoader("revshare", "templates"),
@@ -17,7 +17,7 @@ _env = Environment(
 
 def money(x: Decimal | None, currency: str = "", places: int = 2) -> str:
     """Half-even to the minor unit, thousands separated, a real minus sign for negatives."""
-    if x is None:
+    if x is None or isinstance(x, Undefined):
         return "—"
     q = Decimal(x).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
     text = f"{abs(q):,.{places}f}"
@@ -26,7 +26,7 @@ def money(x: Decimal | None, currency: str = "", places: int = 2) -> str:
 
 
 def qty(x: Decimal | int | None) -> str:
-    return "—" if x is None else f"{Decimal(x):,.0f}"
+    return "—" if x is None or isinstance(x, Undefined) else f"{Decimal(x):,.0f}"
 
 
 _env.filters["money"] = money
