@@ -58,12 +58,9 @@ def reconcile_task(
     config: Config, partner: str, period: Period, paths: RunPaths, prev_billing: Path | None
 ) -> PartnerResult:
     con = connect(temp_dir=paths.work / "spill")
-    con.execute(
-        f"CREATE VIEW billing AS SELECT * FROM read_parquet({lit(paths.canonical(partner, 'billing'))})"
-    )
-    con.execute(
-        f"CREATE VIEW statements AS SELECT * FROM read_parquet({lit(paths.canonical(partner, 'statement'))})"
-    )
+    for view, kind in (("billing", "billing"), ("statements", "statement")):
+        path = lit(paths.canonical(partner, kind))
+        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet({path})")
     if prev_billing is not None:
         con.execute(f"CREATE VIEW prev_billing AS SELECT * FROM read_parquet({lit(prev_billing)})")
     else:
@@ -148,12 +145,15 @@ def _previous_billing(
 
 
 @flow(name="reconcile-period")
-def reconcile_period(period: str, partners: list[str] | None = None, dry_run: bool = False) -> dict:
-    """Reconcile ``period`` (YYYY-MM) for ``partners`` (default: all configured)."""
+def reconcile_period(
+    period: str | None = None, partners: list[str] | None = None, dry_run: bool = False
+) -> dict:
+    """Reconcile ``period`` (YYYY-MM; default the last closed month, UTC) for ``partners``
+    (default: all configured). A dry run computes and reports but writes no ledger."""
     log = get_run_logger()
     settings = Settings()
     config = load_config(settings.config_dir)
-    p = Period.parse(period)
+    p = Period.parse(period) if period else Period.parse(f"{datetime.now(UTC):%Y-%m}").prev()
     selected = partners or list(config.partners)
     unknown = sorted(set(selected) - set(config.partners))
     if unknown:

@@ -231,7 +231,8 @@ def _lines_by_discrepancy(lines: pa.Table | None) -> dict[str, dict]:
 def _markdown(meta: dict, summary: list[dict], disc: list[dict], report: Path) -> str:
     head = [f"# Reconciliation {meta['period']} — {meta['status']}", "",
             f"Run `{meta['run_id']}`; report: `{report}`", "",
-            "| partner | status | billed revenue | expected share | reported share | net variance | discrepancies |",
+            "| partner | status | billed revenue | expected share | reported share "
+            "| net variance | discrepancies |",
             "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for s in summary:
         ccy = s.get("currency") or ""

@@ -148,7 +148,8 @@ d AS (
       AS diff_revenue
   FROM j, _k),
 shift AS (
-  SELECT d.model_id, d.unit, min(tails.k) AS shift_days, arg_min(tails.tokens, tails.k) AS shift_tokens
+  SELECT d.model_id, d.unit, min(tails.k) AS shift_days,
+    arg_min(tails.tokens, tails.k) AS shift_tokens
   FROM d JOIN tails USING (model_id, unit)
   WHERE d.reported_tokens IS NOT NULL AND d.billed_tokens IS NOT NULL
     AND abs(d.billed_tokens - tails.tokens - d.reported_tokens) <= d.tol_rel * d.billed_tokens

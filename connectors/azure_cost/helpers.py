@@ -214,15 +214,19 @@ def checks(m: FileMap) -> list[tuple[str, str, str]]:
 
 
 def validation_sql(m: FileMap, source: str) -> str:
-    """First bad row of a file with the failing column, value and reason (or no row)."""
+    """First bad row of a file with the failing column, value and reason (or no row).
+
+    The WHERE is a plain OR of the checks, so clean rows never build the report list.
+    """
+    cs = checks(m)
     items = ", ".join(
         f'CASE WHEN {cond} THEN [{lit(col)}, CAST("{col}" AS VARCHAR), {lit(why)}] END'
-        for col, cond, why in checks(m)
+        for col, cond, why in cs
     )
+    where = " OR ".join(f"COALESCE({cond}, false)" for _, cond, _ in cs)
     return (
         f"SELECT __row, list_filter([{items}], x -> x IS NOT NULL)[1] AS bad "
-        f"FROM ({source}) WHERE len(list_filter([{items}], x -> x IS NOT NULL)) > 0 "
-        "ORDER BY __row LIMIT 1"
+        f"FROM ({source}) WHERE {where} ORDER BY __row LIMIT 1"
     )
 
 

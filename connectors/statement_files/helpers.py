@@ -81,7 +81,7 @@ def canonical_sql(raw: str, relpath: str, snapshot_id: str) -> str:
         "x_ModelId": "model_id",
         "RegionId": "region",
         "x_Unit": "unit",
-        "x_Tokens": f"CAST(quantity AS {TYPED['quantity']}) * coalesce(CAST(unit_size AS BIGINT), 1)",
+        "x_Tokens": f"CAST(quantity AS {TYPED['quantity']}) * coalesce(unit_size::BIGINT, 1)",
         "GrossRevenue": "gross_revenue",
         "ShareRate": "share_rate",
         "ShareAmount": "share_amount",

@@ -161,7 +161,8 @@ def _noise(
             FROM (SELECT * FROM u WHERE _model IS NOT NULL {sample})""").to_arrow_table()
         )
         out.append(
-            con.sql("""SELECT * EXCLUDE (total) REPLACE (replace(line_id, 'usage', 'tax') AS line_id,
+            con.sql("""SELECT * EXCLUDE (total) REPLACE (
+            replace(line_id, 'usage', 'tax') AS line_id,
             'tax' AS kind, false AS licensed, 'Tax' AS sku_key, 0::DECIMAL(38,12) AS quantity,
             0::DECIMAL(38,12) AS unit_price, round(total * 0.05, 2) AS cost, NULL AS _model,
             NULL AS _unit, 0 AS _tokens)

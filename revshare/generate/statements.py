@@ -40,7 +40,8 @@ class Plant:
 
 PLANTS: tuple[Plant, ...] = (
     Plant("missing_from_statement", "aws", "llama-3.1-8b", "output_tokens"),
-    Plant("price_revenue_mismatch", "aws", "llama-4-maverick", "output_tokens", factor=Decimal("0.95")),
+    Plant("price_revenue_mismatch", "aws", "llama-4-maverick", "output_tokens",
+          factor=Decimal("0.95")),
     Plant("unmapped_sku", "aws", None, None, sku="USE1-Llama3-2-90B-input-tokens"),
     Plant("restatement", "aws", "llama-3.3-70b", "input_tokens", phase="restated"),
     Plant("missing_from_billing", "gcp", "llama-3.1-405b", "input_tokens"),

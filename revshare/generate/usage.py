@@ -64,7 +64,8 @@ SPECS: dict[str, PartnerSpec] = {
     "azure": PartnerSpec(
         {"llama-3.3-70b": "Llama-3.3-70B-Instruct",
          "llama-4-maverick": "Llama-4-Maverick-17B-128E-Instruct-FP8",
-         "llama-4-scout": "Llama-4-Scout-17B-16E-Instruct", "llama-3.1-8b": "Meta-Llama-3.1-8B-Instruct"},
+         "llama-4-scout": "Llama-4-Scout-17B-16E-Instruct",
+         "llama-3.1-8b": "Meta-Llama-3.1-8B-Instruct"},
         ("input_tokens", "output_tokens"),
         ("eastus", "westeurope", "swedencentral"),
         (("8a1b2c3d-0000-4000-8000-000000000001", "Foundry US", "USD"),
@@ -88,7 +89,8 @@ OTHER_SKUS: dict[str, tuple[tuple[str, str], ...]] = {
             ("AmazonEC2", "USE1-BoxUsage:m5.large"), ("AmazonS3", "USE1-TimedStorage-ByteHrs")),
     "gcp": (("Vertex AI", "Gemini 2.5 Flash Input tokens"),
             ("Compute Engine", "N2 Instance Core running in Americas")),
-    "azure": (("Virtual Machines", "D2s v5"), ("Foundry Models", "Mistral-Large-2411 Input Tokens")),
+    "azure": (("Virtual Machines", "D2s v5"),
+              ("Foundry Models", "Mistral-Large-2411 Input Tokens")),
     "snowflake": (("COMPUTE", "compute"), ("STORAGE", "storage")),
 }  # fmt: skip
 
