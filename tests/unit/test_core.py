@@ -49,7 +49,8 @@ def test_select_sql_types_every_column_and_refuses_unknown_names() -> None:
     con = connect()
     t = con.sql(f"SELECT {schema.billing_select_sql({'BilledCost': '0.1'})}").to_arrow_table()
     assert t.schema == schema.BILLING_SCHEMA.remove_metadata() or t.schema.names == [
-        c.name for c in schema.BILLING_COLUMNS]
+        c.name for c in schema.BILLING_COLUMNS
+    ]
     assert t.column("BilledCost")[0].as_py() == Decimal("0.100000000000")
     with pytest.raises(KeyError, match="Biled"):
         schema.billing_select_sql({"BiledCost": "1"})
@@ -64,7 +65,9 @@ def test_double_to_decimal_keeps_cloud_figures_exact() -> None:
 def test_periods() -> None:
     p = Period.parse("2026-12")
     assert (str(p.next()), str(p.prev()), p.days, p.compact) == ("2027-01", "2026-11", 31, "202612")
-    assert p.start == datetime(2026, 12, 1, tzinfo=UTC) and p.end == datetime(2027, 1, 1, tzinfo=UTC)
+    assert p.start == datetime(2026, 12, 1, tzinfo=UTC) and p.end == datetime(
+        2027, 1, 1, tzinfo=UTC
+    )
     assert str(Period.parse("2026-01").prev()) == "2025-12"
     for bad in ("2026-13", "26-01", "2026/01", ""):
         with pytest.raises(ValueError):
@@ -97,8 +100,9 @@ def _raw(**over) -> dict:
 
 def test_config_rejects_what_would_give_wrong_money() -> None:
     Config(**_raw())
-    overlapping = _raw(contracts=[*_raw()["contracts"], {**_raw()["contracts"][0],
-                                                          "effective_from": "2026-01-01"}])
+    overlapping = _raw(
+        contracts=[*_raw()["contracts"], {**_raw()["contracts"][0], "effective_from": "2026-01-01"}]
+    )
     with pytest.raises(LookupError, match="2 contracts"):
         Config(**overlapping).contract_for("p", Period.parse("2026-03"))
     with pytest.raises(ValueError, match="unknown model"):
@@ -117,7 +121,8 @@ def test_config_expands_environment_variables(tmp_path: Path, monkeypatch) -> No
     for name in ("catalog.yaml", "contracts.yaml", "fx_rates.yaml"):
         (tmp_path / name).write_text((REPO / "config" / name).read_text())
     (tmp_path / "partners.yaml").write_text(
-        (REPO / "config" / "partners.yaml").read_text().replace("aws/cur2", "${AWS_EXPORT_PATH}"))
+        (REPO / "config" / "partners.yaml").read_text().replace("aws/cur2", "${AWS_EXPORT_PATH}")
+    )
     monkeypatch.setenv("AWS_EXPORT_PATH", "/mnt/exports/cur2")
     cfg = load_config(tmp_path)
     assert cfg.partners["aws"].billing.connector_settings()["path"] == "/mnt/exports/cur2"
@@ -130,17 +135,25 @@ def test_catalog_maps_variants_by_pattern_and_reports_unmapped() -> None:
             "EUC1-Llama4-Maverick-17B-cache-read-input-token-count",
             "USE1-Llama3-2-90B-input-tokens", "USE1-BoxUsage:m5.large"]  # fmt: skip
     con = connect()
-    con.register("src", pa.table({"x_SkuKey": keys,
-                                  "ConsumedQuantity": pa.array([Decimal("1.5")] * 6,
-                                                               pa.decimal128(38, 12)),
-                                  "x_ModelId": pa.nulls(6, pa.string()),
-                                  "x_Unit": pa.nulls(6, pa.string()),
-                                  "x_Tokens": pa.nulls(6, pa.decimal128(38, 12)),
-                                  "x_CatalogStatus": pa.nulls(6, pa.string())}))
+    con.register(
+        "src",
+        pa.table(
+            {
+                "x_SkuKey": keys,
+                "ConsumedQuantity": pa.array([Decimal("1.5")] * 6, pa.decimal128(38, 12)),
+                "x_ModelId": pa.nulls(6, pa.string()),
+                "x_Unit": pa.nulls(6, pa.string()),
+                "x_Tokens": pa.nulls(6, pa.decimal128(38, 12)),
+                "x_CatalogStatus": pa.nulls(6, pa.string()),
+            }
+        ),
+    )
     register_rules(con, cat)
     rows = con.sql(mapped_sql("SELECT * FROM src", cat)).to_arrow_table().to_pylist()
-    got = {r["x_SkuKey"]: (r["x_ModelId"], r["x_Unit"], r["x_Tokens"], r["x_CatalogStatus"])
-           for r in rows}
+    got = {
+        r["x_SkuKey"]: (r["x_ModelId"], r["x_Unit"], r["x_Tokens"], r["x_CatalogStatus"])
+        for r in rows
+    }
     assert got[keys[0]] == ("llama-3.3-70b", "input_tokens", Decimal(1500), "mapped")
     assert got[keys[1]][:2] == ("llama-4-maverick", "output_tokens")
     assert got[keys[3]][:2] == ("llama-4-maverick", "cached_input_tokens")

@@ -1,0 +1,190 @@
+"""Reconciliation rules on small hand-made tables: each discrepancy type, and invariants."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from revshare.config import load_config
+from revshare.db import connect
+from revshare.periods import Period
+from revshare.reconcile import reconcile_partner
+from revshare.schema import BILLING_SCHEMA, STATEMENT_SCHEMA
+
+pytestmark = pytest.mark.unit
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = load_config(REPO / "config")
+P = Period.parse("2026-10")
+D = Decimal
+
+
+def bill(
+    model: str | None,
+    unit: str | None,
+    tokens: int,
+    cost: str,
+    *,
+    ccy: str = "USD",
+    day: int = 5,
+    status: str = "mapped",
+    sku: str = "k",
+    n: int = 0,
+    snapshot: str = "sB",
+    category: str = "Usage",
+) -> dict:
+    start = P.start + timedelta(days=day)
+    return {
+        "BilledCost": D(cost), "BillingAccountId": "a", "BillingCurrency": ccy,
+        "BillingPeriodStart": P.start, "BillingPeriodEnd": P.end, "ChargeCategory": category,
+        "ChargePeriodStart": start, "ChargePeriodEnd": start + timedelta(hours=1),
+        "x_PartnerId": "aws", "x_SkuKey": sku, "x_ModelId": model, "x_Unit": unit,
+        "x_Tokens": D(tokens), "x_CatalogStatus": status, "x_NativeLineId": f"l{n}",
+        "x_SnapshotId": snapshot, "x_SourceFile": "f.parquet", "x_SourceRow": n + 1,
+        "ServiceName": "s", "ProviderName": "p", "ConsumedQuantity": D(tokens),
+    }  # fmt: skip
+
+
+def stmt(
+    model: str,
+    unit: str,
+    tokens: int,
+    revenue: str,
+    share: str,
+    *,
+    n: int = 0,
+    ccy: str = "USD",
+    region: str = "r1",
+) -> dict:
+    return {
+        "StatementId": "S", "Revision": 1, "IssuedDate": datetime(2026, 11, 5).date(),
+        "x_PartnerId": "aws", "BillingPeriodStart": P.start, "x_ModelId": model,
+        "RegionId": region, "x_Unit": unit, "x_Tokens": D(tokens), "GrossRevenue": D(revenue),
+        "ShareRate": D("0.15"), "ShareAmount": D(share), "Currency": ccy,
+        "x_SnapshotId": "sS", "x_SourceFile": "s.csv", "x_SourceRow": n + 1,
+    }  # fmt: skip
+
+
+def run(
+    billing: list[dict],
+    statements: list[dict],
+    prev: list[dict] | None = None,
+    partner: str = "aws",
+) -> dict[tuple, dict]:
+    con = connect()
+    con.register("billing", pa.Table.from_pylist(billing, schema=BILLING_SCHEMA))
+    con.register("statements", pa.Table.from_pylist(statements, schema=STATEMENT_SCHEMA))
+    con.register("prev_billing", pa.Table.from_pylist(prev or [], schema=BILLING_SCHEMA))
+    res = reconcile_partner(con, CONFIG, partner, P)
+    return {(r["model_id"] or r["sku"], r["unit"]): r for r in res.grain.to_pylist()}
+
+
+M, IN, OUT = "llama-3.3-70b", "input_tokens", "output_tokens"
+BASE = [bill(M, IN, 1_000_000, "100.00", n=0), bill(M, IN, 1_000_000, "100.00", n=1, day=30)]
+
+
+def test_matched_within_tolerance() -> None:
+    r = run(BASE, [stmt(M, IN, 2_000_000, "200.00", "30.00")])
+    assert r[(M, IN)]["type"] == "matched" and r[(M, IN)]["amount"] == 0
+
+
+@pytest.mark.parametrize(
+    ("statement", "kind", "amount"),
+    [
+        ([], "missing_from_statement", "-30"),
+        ([stmt(M, IN, 1_800_000, "180.00", "27.00")], "quantity_mismatch", "-3"),
+        ([stmt(M, IN, 2_000_000, "190.00", "28.50")], "price_revenue_mismatch", "-1.5"),
+        ([stmt(M, IN, 2_000_000, "200.00", "24.00")], "share_miscalculated", "-6"),
+        ([stmt(M, IN, 1_000_000, "100.00", "15.00")], "period_shift", "-15"),
+        (
+            [
+                stmt(M, IN, 1_000_000, "100.00", "15.00", region="r1"),
+                stmt(M, IN, 1_000_000, "100.00", "15.00", region="r2", n=1),
+                stmt(M, IN, 1_000_000, "100.00", "15.00", region="r2", n=2),
+            ],
+            "duplicate_lines",
+            "15",
+        ),
+        ([stmt(M, IN, 2_000_000, "185.19", "27.78", ccy="EUR")], "currency_fx_mismatch", "0.0024"),
+    ],
+)
+def test_each_type_with_its_amount(statement: list[dict], kind: str, amount: str) -> None:
+    row = run(BASE, statement)[(M, IN)]
+    assert row["type"] == kind
+    assert row["amount"] == D(amount), row["explanation"]
+    assert row["explanation"]
+
+
+def test_missing_from_billing_and_unmapped_sku() -> None:
+    billing = [
+        *BASE,
+        bill(None, None, 10, "50.00", status="unmapped", sku="USE1-Llama9-x", n=5),
+        bill(None, None, 10, "999.00", status="out_of_scope", sku="EC2", n=6),
+    ]
+    r = run(
+        billing, [stmt(M, IN, 2_000_000, "200.00", "30.00"), stmt(M, OUT, 10, "40.00", "6.00", n=1)]
+    )
+    assert r[(M, OUT)]["type"] == "missing_from_billing" and r[(M, OUT)]["amount"] == D(6)
+    assert r[("USE1-Llama9-x", None)]["type"] == "unmapped_sku"
+    assert r[("USE1-Llama9-x", None)]["amount"] == D("-7.5")
+    assert "EC2" not in {k[0] for k in r}  # another publisher's service is out of scope
+
+
+def test_fx_mismatch_names_the_rate_the_partner_used() -> None:
+    billing = [bill(M, IN, 1_000_000, "100.00"), bill(M, IN, 1_000_000, "100.00", ccy="EUR", n=1)]
+    r = run(billing, [stmt(M, IN, 2_000_000, "220.00", "33.00")])[(M, IN)]
+    assert r["type"] == "currency_fx_mismatch"
+    assert r["implied_fx"] == D("1.2") and r["fx_rate"] == D("1.08")
+    assert "1.2000" in r["explanation"] and "1.0800" in r["explanation"]
+
+
+def test_restatement_when_statement_matches_the_earlier_snapshot() -> None:
+    prev = [{**b, "x_SnapshotId": "sOld"} for b in BASE]
+    now = [*BASE, bill(M, IN, 500_000, "50.00", n=7, day=10)]
+    r = run(now, [stmt(M, IN, 2_000_000, "200.00", "30.00")], prev=prev)[(M, IN)]
+    assert r["type"] == "restatement" and r["amount"] == D("-7.5")
+    assert r["previous_snapshot"] == "sOld"
+
+
+def test_credits_refunds_and_tax_do_not_count_under_a_usage_only_contract() -> None:
+    billing = [
+        *BASE,
+        bill(M, IN, 0, "-20.00", n=8, category="Credit"),
+        bill(None, None, 0, "9.00", status="out_of_scope", sku="Tax", n=9, category="Tax"),
+    ]
+    assert run(billing, [stmt(M, IN, 2_000_000, "200.00", "30.00")])[(M, IN)]["type"] == "matched"
+
+
+lines = st.lists(
+    st.tuples(st.sampled_from([M, "llama-4-scout"]), st.sampled_from([IN, OUT]),
+              st.integers(1, 10**9), st.decimals("0.01", "5000", places=6), st.integers(0, 30)),
+    min_size=1, max_size=25)  # fmt: skip
+reports = st.lists(
+    st.tuples(st.sampled_from([M, "llama-4-scout"]), st.sampled_from([IN, OUT]),
+              st.integers(1, 10**9), st.decimals("0", "5000", places=2)),
+    max_size=6)  # fmt: skip
+
+
+@settings(max_examples=40, deadline=None)
+@given(lines, reports, st.randoms(use_true_random=False))
+def test_amounts_add_up_and_order_does_not_matter(billing, statement, rnd) -> None:
+    b = [bill(m, u, t, str(c), day=d, n=i) for i, (m, u, t, c, d) in enumerate(billing)]
+    s = [
+        stmt(m, u, t, str(r), str(r * D("0.15")), n=i, region=f"r{i}")
+        for i, (m, u, t, r) in enumerate(statement)
+    ]
+    first = run(b, s)
+    total_reported = sum((D(x[3]) * D("0.15") for x in statement), D(0))
+    expected = sum((r["expected_share"] for r in first.values()), D(0))
+    assert sum(r["amount"] for r in first.values()) == total_reported - expected
+    rnd.shuffle(b)
+    rnd.shuffle(s)
+    again = run(b, s)
+    assert {k: (v["type"], v["amount"]) for k, v in again.items()} == {
+        k: (v["type"], v["amount"]) for k, v in first.items()
+    }
