@@ -139,7 +139,9 @@ def publish(
         "finished_at": finished.isoformat(), "status": status, "version": __version__,
         "sources": [s.ledger_row() for o in outcomes for s in o.sources],
     }  # fmt: skip
+    docs = sorted(paths.data_docs.glob("**/local_site/index.html"))
     html = render_report(
+        data_docs=docs[0].relative_to(paths.root).as_posix() if docs else None,
         meta=meta,
         summary=summary_rows,
         discrepancies=disc_rows,
