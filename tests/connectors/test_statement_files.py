@@ -21,8 +21,10 @@ HEADER = (
     "statement_id,revision,issued_date,partner_id,period,model_id,region,unit,unit_size,"
     "quantity,gross_revenue,share_rate,share_amount,currency"
 )
-ROW1 = "S1,1,2026-11-05,aws,2026-10,llama-3.3-70b,us-east-1,input_tokens,1000,2500.5,1.80,0.15,0.27,USD"
 ROW2 = "S1,1,2026-11-05,aws,2026-10,llama-3.3-70b,us-east-1,output_tokens,1,77,0.10,0.15,0.015,usd"
+ROW1 = ROW2.replace(
+    "output_tokens,1,77,0.10,0.15,0.015,usd", "input_tokens,1000,2500.5,1.80,0.15,0.27,USD"
+)
 
 
 def _read(folder: Path):
