@@ -136,17 +136,16 @@ class GcpBillingConnector(Connector):
                 row=self._bad_line(con, path, e),
             ) from e
         assert row is not None
-        records, bad = row
+        records, bad_row, bad_col = row
         if records != lines:
             raise self.error(
                 f"{lines} lines but {records} JSON records: not one record per line", file=rel
             )
-        if bad is not None:
+        if bad_row is not None:
+            hit = con.execute(helpers.value_sql(path, columns, bad_row, bad_col)).fetchone()
+            value = hit[0] if hit else None
             raise self.error(
-                f"bad value {bad['val']!r} in {bad['col']}",
-                file=rel,
-                row=bad["row"],
-                column=bad["col"],
+                f"bad value {value!r} in {bad_col}", file=rel, row=bad_row, column=bad_col
             )
 
     def _count_lines(self, rel: str, path: Path) -> int:

@@ -171,9 +171,9 @@ def _num(x: str) -> str:
 
 
 def _is_num(x: str) -> str:
-    """True for a JSON number that fits DECIMAL(38,12); null stays null."""
-    exact = f"TRY_CAST(CAST({x} AS VARCHAR) AS DECIMAL(38,12))"
-    return f"(json_type({x}) <> 'VARCHAR' AND {exact} IS NOT NULL)"
+    """True for a JSON number that fits DECIMAL(38,12); null stays null. A JSON string keeps
+    its quotes in the VARCHAR cast, so it fails the DECIMAL cast too: no json_type needed."""
+    return f"(TRY_CAST(CAST({x} AS VARCHAR) AS DECIMAL(38,12)) IS NOT NULL)"
 
 
 def _ts(x: str) -> str:
@@ -224,14 +224,19 @@ _CHECKS: tuple[tuple[str, str, str], ...] = (
 
 
 def check_sql(path: Path, columns: str) -> str:
-    """Row count and the first untrustworthy (row, column, value) of one file."""
+    """Record count, and the first row and column that cannot be trusted, of one file."""
     col = "CASE " + " ".join(f"WHEN {cond} THEN {lit(name)}" for name, cond, _ in _CHECKS)
-    val = "CASE " + " ".join(f"WHEN {cond} THEN {v}" for _, cond, v in _CHECKS)
     return (
-        f"SELECT count(*), arg_min({{'row': _row, 'col': _col, 'val': _val}}, _row) "
-        f"FILTER (WHERE _col IS NOT NULL) FROM (SELECT _row, {col} END AS _col, "
-        f"{val} END AS _val FROM {read_sql(path, columns)})"
+        "SELECT count(*), min(_row) FILTER (WHERE _col IS NOT NULL), "
+        "arg_min(_col, _row) FILTER (WHERE _col IS NOT NULL) "
+        f"FROM (SELECT _row, {col} END AS _col FROM {read_sql(path, columns)})"
     )
+
+
+def value_sql(path: Path, columns: str, row: int, column: str) -> str:
+    """The offending text of one (row, column), for the error message."""
+    expr = next(v for name, _, v in _CHECKS if name == column)
+    return f"SELECT CAST({expr} AS VARCHAR) FROM {read_sql(path, columns)} WHERE _row = {row}"
 
 
 def billing_sql(

@@ -83,6 +83,14 @@ REGION_NAMES: dict[str, str] = {
 }  # fmt: skip
 _NS = uuid.UUID("7d1f9c0e-3a52-4c1e-9f4b-0a2e5b6c7d8e")
 _KINDS = {"usage": "Usage", "refund": "Refund", "credit": "Refund"}
+#: Columns that depend only on these keys are computed once per distinct key, not per row
+#: (md5-derived ids and dates dominate the writer's time otherwise).
+_KEYS = ("account_id", "billing_period", "parent_bp", "service", "region", "region_name",
+         "sku_key", "sku_id", "licensed")  # fmt: skip
+_KEYED = ("invoiceId", "previousInvoiceId", "billingAccountId", "invoiceSectionId",
+          "billingPeriodEndDate", "billingPeriodStartDate", "servicePeriodEndDate",
+          "servicePeriodStartDate", "productOrderId", "meterId", "ProductId", "ProductName",
+          "SubscriptionId", "ResourceId", "exchangeRateDate")  # fmt: skip
 
 
 def run_identity(period: Period, export_name: str, version: int) -> tuple[datetime, str, str]:
@@ -241,13 +249,16 @@ def write(
         kinds = pa.table({"kind": list(_KINDS), "charge_type": list(_KINDS.values())})
         con.register("kinds", kinds)
         exprs = _row_exprs()
-        select = ",\n  ".join(f'{exprs.get(c, "NULL")} AS "{c}"' for c in MCA_COLUMNS)
+        keyed = ",\n  ".join(f'{exprs[c]} AS "{c}"' for c in _KEYED)
+        select = ",\n  ".join(
+            f'i."{c}"' if c in _KEYED else f'{exprs.get(c, "NULL")} AS "{c}"' for c in MCA_COLUMNS
+        )
+        keys = ", ".join(_KEYS)
+        on = " AND ".join(f"i.{k} IS NOT DISTINCT FROM l.{k}" for k in _KEYS)
         con.execute(
             f"""
             CREATE TEMP TABLE staged AS
-            SELECT row_number() OVER (ORDER BY l._ord) AS _rn,
-              {select}
-            FROM (
+            WITH base AS (
               SELECT l.*, k.charge_type, p.billing_period AS parent_bp, g.name AS region_name,
                      -- MCA prices in USD; other billing currencies convert at a monthly rate
                      CASE WHEN u.currency IS NULL THEN l.currency ELSE 'USD' END
@@ -258,7 +269,12 @@ def write(
               LEFT JOIN lines p ON p.line_id = l.parent_line_id
               LEFT JOIN region_names g ON g.code = l.region
               LEFT JOIN usd_rates u ON u.currency = l.currency
-            ) l
+            ), ids AS (
+              SELECT {keys}, {keyed} FROM (SELECT DISTINCT {keys} FROM base) l
+            )
+            SELECT row_number() OVER (ORDER BY l._ord) AS _rn,
+              {select}
+            FROM base l JOIN ids i ON {on}
             """
         )
         (n_rows,) = con.execute("SELECT count(*) FROM staged").fetchone()

@@ -292,13 +292,13 @@ def _check(con: duckdb.DuckDBPyConnection, period: Period) -> None:
     """Refuse inputs the export cannot represent, rather than dropping money silently."""
     bad = con.execute(f"""
         SELECT
-          count(*) FILTER (WHERE c.billing_period IS DISTINCT FROM {lit(str(period))}),
+          count(*) FILTER (WHERE billing_period IS DISTINCT FROM {lit(str(period))}),
           count(*) FILTER (WHERE partner IS DISTINCT FROM 'gcp'),
           count(*) FILTER (WHERE kind NOT IN ('usage', 'tax', 'credit', 'refund')),
-          count(*) FILTER (WHERE kind = 'credit' AND p.line_id IS NULL)
-        FROM lines c
-        LEFT JOIN (SELECT line_id FROM lines WHERE kind = 'usage') p
-          ON c.kind = 'credit' AND p.line_id = c.parent_line_id
+          (SELECT count(*) FROM lines c
+             ANTI JOIN (SELECT line_id FROM lines WHERE kind = 'usage') p
+             ON c.parent_line_id = p.line_id WHERE c.kind = 'credit')
+        FROM lines
     """).fetchone()
     assert bad is not None
     problems = [

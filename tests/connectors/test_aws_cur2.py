@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+from conftest import SHARED_DATA
 
 from connectors.aws_cur2 import AwsCur2Connector, AwsCur2Settings
 from connectors.base import Delivery, NormalizeContext, SourceError
@@ -25,7 +26,7 @@ from revshare.schema import BILLING_SCHEMA
 
 pytestmark = pytest.mark.integration
 
-DATA = Path("/work/shared/data/aws")
+DATA = SHARED_DATA / "aws"
 EXPORT = "revshare-bedrock"
 MAY = Period(2025, 5)
 SKU = "USE1-Llama3-3-70B-input-tokens"

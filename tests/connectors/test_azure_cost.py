@@ -296,3 +296,21 @@ def test_exact_decimal_matches_duckdb_cast() -> None:
         f"WHERE ({exact_decimal('v')}) IS DISTINCT FROM CAST(v AS DECIMAL(38,12))"
     ).fetchall()
     assert diff == []
+
+
+def test_parquet_part_reads_like_csv(tmp_path: Path) -> None:
+    written = azure.write(_lines(), PERIOD, tmp_path / "x", export_name=EXPORT)
+    # Parquet exports carry typed columns: the sniffer types dates as DATE and money as DOUBLE.
+    duckdb.execute(
+        f"COPY (SELECT * FROM read_csv('{written[0]}', header = true)) "
+        f"TO '{tmp_path / 'p.parquet'}' (FORMAT parquet)"
+    )
+    desc = duckdb.sql(f"DESCRIBE SELECT * FROM '{tmp_path / 'p.parquet'}'").fetchall()
+    types = {r[0]: r[1] for r in desc}
+    assert types["date"] == "DATE" and types["costInBillingCurrency"] == "DOUBLE"
+    rel = written[0].relative_to(tmp_path / "x").as_posix()
+    csv_out = _run(_connector(tmp_path), tmp_path / "x", (rel,))
+    pq_out = _run(_connector(tmp_path), tmp_path, ("p.parquet",))
+    assert pq_out.num_rows == csv_out.num_rows == 7
+    assert _totals(pq_out) == _totals(csv_out)
+    assert pq_out.column("x_SourceRow").to_pylist() == csv_out.column("x_SourceRow").to_pylist()

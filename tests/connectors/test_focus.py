@@ -14,6 +14,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import SHARED_DATA
 
 from connectors.base import NormalizeContext, SourceError
 from connectors.focus import FocusConnector, FocusSettings
@@ -23,7 +24,7 @@ from revshare.schema import BILLING_SCHEMA
 
 pytestmark = pytest.mark.integration
 
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 SAMPLE = DATA / "focus" / "focus_1_0_sample.csv"
 LEGACY_CUR = DATA / "aws" / "legacy_cur_sample.csv"
 SEP = Period(2024, 9)

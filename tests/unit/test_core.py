@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from conftest import SHARED_DATA
 
 from revshare import schema
 from revshare.catalog import mapped_sql, register_rules
@@ -20,7 +21,7 @@ from revshare.store import land, open_snapshot
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared" / "data"
+SHARED = SHARED_DATA
 
 
 def test_focus_columns_are_the_spec_columns_in_order() -> None:
