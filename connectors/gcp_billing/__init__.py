@@ -183,4 +183,7 @@ class GcpBillingConnector(Connector):
 
 
 def _first_line(err: Exception) -> str:
-    return str(err).strip().splitlines()[0]
+    first = str(err).strip().splitlines()[0]
+    # DuckDB's line number in malformed-JSON messages can be one off; the row we report is
+    # the one we found ourselves, so drop DuckDB's to avoid two numbers that disagree.
+    return re.sub(r"(, at byte \d+)? in line \d+", "", first) if "Malformed" in first else first

@@ -349,3 +349,19 @@ def test_locate_errors_and_settings(tmp_path: Path) -> None:
         GcpBillingSettings(type="gcp_billing", path="p", table="t", project="Bad_Project")
     assert GcpBillingConnector.capabilities.restates and GcpBillingConnector.capabilities.pushdown
     assert datetime(2025, 5, 1, tzinfo=UTC) == P.start
+
+
+def test_number_parsing_fast_paths_are_exact() -> None:
+    from connectors.gcp_billing.helpers import _dec
+
+    texts = ["0.0000000000005", "-0.0000000000005", "999999.9999999999995", "1e-07", "1E+3",
+             "-0.0", "1234567.0", "9007199254740993.0", "12345678901234567890.0", "0.1",
+             "0.30000000000000004", "-123456.789012345678", "1073537296.0", "5"]  # fmt: skip
+    con = connect()
+    got = con.execute(
+        f"SELECT {_dec('t')}, CAST(t AS DECIMAL(38,12)) FROM unnest(?::VARCHAR[]) u(t)", [texts]
+    ).fetchall()
+    assert [a for a, _ in got] == [b for _, b in got]
+    bad = con.execute(f"SELECT {_dec('t', 'TRY_CAST')} FROM unnest(?::VARCHAR[]) u(t)",
+                      [['"12.5"', "abc", '"1.0"', "true"]]).fetchall()  # fmt: skip
+    assert bad == [(None,)] * 4
