@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from revshare.periods import Period
-from revshare.schema import MONEY_SQL, billing_select_sql
-from revshare.sqlutil import lit
+from revshare.schema import billing_select_sql
+from revshare.sqlutil import exact_decimal, lit
 
 # logical name -> native column, per layout. The first block of each is required.
 _REQUIRED = (
@@ -87,33 +87,9 @@ DATE_FORMATS = "['%m/%d/%Y', '%Y-%m-%d', '%Y-%m-%dT%H:%M:%S', '%Y-%m-%d %H:%M:%S
 
 # Plain decimal text with at most 24 integer digits: parsed through HUGEINT, which DuckDB 1.5
 # does ~15x faster than a VARCHAR -> DECIMAL(38,12) cast (about 10 us a value, measured).
-_PLAIN = r"[+-]?[0-9]{0,24}([.][0-9]*)?"
-
-
-def exact_decimal(v: str) -> str:
-    """Text -> DECIMAL(38,12), exactly as CAST would (half away from zero at the 12th place).
-
-    Plain text keeps 13 fractional digits as a scaled integer and rounds on the 13th (for
-    half-away-from-zero only that digit decides). Anything else (exponents: "5.64902E-05")
-    takes DuckDB's own cast. CASE runs each branch only on its own rows.
-    """
-    frac13 = f"rpad(left(regexp_extract({v}, '[.]([0-9]*)$', 1), 13), 13, '0')"
-    scaled = f"abs(CAST(regexp_extract({v}, '^[+-]?[0-9]*') || {frac13} AS HUGEINT))"
-    sign = f"CASE WHEN starts_with({v}, '-') THEN -1 ELSE 1 END"
-    return (
-        f"CASE WHEN regexp_full_match({v}, '{_PLAIN}') AND regexp_matches({v}, '[0-9]') "
-        f"THEN CAST(({scaled} + 5) // 10 * {sign} AS DECIMAL(38,0)) "
-        "* CAST('0.000000000001' AS DECIMAL(13,12)) "
-        f"ELSE CAST({v} AS {MONEY_SQL}) END"
-    )
-
-
 def not_decimal(v: str) -> str:
-    """True where text is present but no decimal number (the fast test first)."""
-    return (
-        f"{v} IS NOT NULL AND NOT (regexp_full_match({v}, '{_PLAIN}') AND "
-        f"regexp_matches({v}, '[0-9]')) AND TRY_CAST({v} AS {MONEY_SQL}) IS NULL"
-    )
+    """True where text is present but no decimal number."""
+    return f"{v} IS NOT NULL AND {exact_decimal(v, 'TRY_CAST')} IS NULL"
 
 
 def detect_layout(header: list[str]) -> str | None:

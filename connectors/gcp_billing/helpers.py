@@ -22,7 +22,7 @@ from typing import Any
 
 from revshare.periods import Period
 from revshare.schema import billing_select_sql
-from revshare.sqlutil import lit
+from revshare.sqlutil import exact_decimal, lit
 
 PROVIDER = "Google Cloud"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -167,19 +167,14 @@ def _in(values: Sequence[str] | Mapping[str, str]) -> str:
 
 
 def _dec(x: str, cast: str = "CAST") -> str:
-    """JSON number text -> DECIMAL(38,12), exactly (half away from zero past the 12th place).
-
-    DuckDB parses text into a 128-bit DECIMAL slowly (about 1-6 us a value), so two exact fast
-    paths come first: integral text ('1234567.0', how token counts arrive) through BIGINT, and
-    values under 10^6 through the 64-bit DECIMAL(18,12). Both agree with the slow path digit
-    for digit (tested); the slow path takes the rest. A JSON string keeps its quotes in the
-    VARCHAR cast, so it fails every path: no json_type check needed.
-    """
+    """JSON number text -> DECIMAL(38,12), exactly. Integral text ('1234567.0', how token
+    counts arrive) goes through BIGINT first; the rest through ``exact_decimal``. A JSON string
+    keeps its quotes in the VARCHAR cast, so it fails every path: no json_type check needed."""
     t = f"CAST({x} AS VARCHAR)"
     return (
         f"coalesce(CASE WHEN suffix({t}, '.0') AND NOT contains({t}, 'e') "
         f"AND NOT contains({t}, 'E') THEN CAST(TRY_CAST(left({t}, -2) AS BIGINT) AS "
-        f"DECIMAL(38,12)) END, TRY_CAST({t} AS DECIMAL(18,12)), {cast}({t} AS DECIMAL(38,12)))"
+        f"DECIMAL(38,12)) END, {exact_decimal(t, cast)})"
     )
 
 

@@ -17,6 +17,7 @@ from revshare.config import Config, load_config
 from revshare.db import connect
 from revshare.errors import SourceError
 from revshare.periods import Period
+from revshare.sqlutil import exact_decimal
 from revshare.store import land, open_snapshot
 
 pytestmark = pytest.mark.unit
@@ -61,6 +62,20 @@ def test_double_to_decimal_keeps_cloud_figures_exact() -> None:
     con = connect()
     v = con.execute(f"SELECT CAST(0.00000080000::DOUBLE AS {schema.MONEY_SQL})").fetchone()[0]
     assert v == Decimal("0.000000800000")
+
+
+def test_exact_decimal_parses_text_exactly_as_duckdb_cast() -> None:
+    texts = ["0", "-0", "1", "+1.25", "-0.5", ".5", "5.", "0.000000000001", "-.000000000001",
+             "0.0000000000005", "-0.0000000000005", "0.0000000000004999", "1.9999999999995",
+             "-2.49999999999950001", "12345678901234.123456789012", "0.5434782608695652",
+             "5.64902E-05", "-1.5e3", "99999999999999999999999999"]  # fmt: skip
+    con = connect()
+    con.execute("CREATE TABLE t AS SELECT unnest($1::VARCHAR[]) AS v", [texts])
+    diff = con.execute(
+        f"SELECT v, {exact_decimal('v')}, CAST(v AS DECIMAL(38,12)) FROM t "
+        f"WHERE ({exact_decimal('v')}) IS DISTINCT FROM CAST(v AS DECIMAL(38,12))"
+    ).fetchall()
+    assert diff == []
 
 
 def test_periods() -> None:
