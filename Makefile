@@ -10,7 +10,12 @@ UV_VERSION := 0.13.8
 export PREFECT_HOME ?= $(CURDIR)/var/prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: demo test lint format install clean
+.PHONY: demo test lint format install tools clean
+
+# Local servers the integration tests start: Azurite (npm) and a BigQuery emulator, which
+# needs its own venv (it pins duckdb/sqlglot versions of its own). moto and fakesnow come with
+# the dev dependencies in requirements.lock.
+TOOLS := var/tools
 
 install: $(VENV)/.installed
 
@@ -22,6 +27,17 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
+tools: $(TOOLS)/.installed
+
+$(TOOLS)/.installed: tools/bqemulator.lock tools/node/package.json tools/node/package-lock.json
+	rm -rf $(TOOLS)/node && mkdir -p $(TOOLS)/node
+	cp tools/node/package.json tools/node/package-lock.json $(TOOLS)/node/
+	npm ci --prefix $(TOOLS)/node --no-audit --no-fund --loglevel=error
+	$(PYTHON) -m venv $(TOOLS)/bqemulator
+	$(TOOLS)/bqemulator/bin/pip install --quiet uv==$(UV_VERSION)
+	$(TOOLS)/bqemulator/bin/uv pip sync --quiet --python $(TOOLS)/bqemulator/bin/python tools/bqemulator.lock
+	touch $@
+
 demo: install
 	$(BIN)/revshare demo
 
@@ -29,7 +45,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint tools
 	$(BIN)/pytest
 
 format: install

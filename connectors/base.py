@@ -108,6 +108,16 @@ class Connector(ABC):
     def locate(self, period: Period) -> Delivery:
         """Find the newest complete delivery for ``period``; raise SourceError if none."""
 
+    def fetch(self, period: Period, staging: Path) -> Delivery:
+        """Bring the newest complete delivery for ``period`` to local files.
+
+        A remote connector downloads into ``staging`` (laid out exactly as ``locate`` would
+        find it on disk, so ``normalize_sql`` is the same for both) and returns the local
+        files; the core lands them and removes ``staging``. Local sources need not override
+        this: their files are read where they are.
+        """
+        return self.locate(period)
+
     @abstractmethod
     def normalize_sql(self, ctx: NormalizeContext) -> str:
         """One DuckDB SELECT yielding canonical rows (``revshare.schema``) for the snapshot.

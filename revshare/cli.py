@@ -26,7 +26,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Reconcile model revenue-share statements against cloud billing.",
 )
-console = Console()
+# Wide enough for the summary table when output goes to a log rather than a terminal.
+console = Console(width=max(Console().width, 120))
 
 PeriodOpt = Annotated[str, typer.Option("--period", help="Billing period, YYYY-MM.")]
 
