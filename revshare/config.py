@@ -14,7 +14,7 @@ from datetime import date
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -142,13 +142,45 @@ class Tolerance(_Strict):
     relative: Decimal = Field(Decimal("0"), ge=0)
 
 
+class Tier(_Strict):
+    """From this much monthly revenue (in the contract currency) on, this rate applies."""
+
+    from_revenue: Decimal = Field(ge=0)
+    rate: Decimal = Field(ge=0, le=1)
+
+
+class Tiers(_Strict):
+    """Rates by monthly revenue. ``marginal``: each slice of revenue at its own band's rate
+    (like income tax). ``whole_volume``: the band the month's total reaches sets the rate for
+    all of it."""
+
+    mode: Literal["marginal", "whole_volume"]
+    bands: list[Tier] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered_from_zero(self) -> Tiers:
+        starts = [b.from_revenue for b in self.bands]
+        if starts[0] != 0 or starts != sorted(set(starts)):
+            raise ValueError("tier bands must start at 0 and strictly increase")
+        return self
+
+
 class Contract(_Strict):
     partner: str
     effective_from: date
     effective_to: date | None = Field(None, description="Exclusive; null means open-ended.")
-    share_rate: Decimal = Field(gt=0, le=1)
+    share_rate: Decimal | None = Field(None, gt=0, le=1)
     model_rates: dict[str, Decimal] = Field(default_factory=dict)
+    tiers: Tiers | None = None
+    minimum_guarantee: Decimal | None = Field(
+        None, ge=0, description="Minimum share owed for the month, in the contract currency."
+    )
     currency: str = Field(pattern=_CURRENCY, description="Reporting currency of statements.")
+    fx_policy: Literal["month_end", "daily"] = Field(
+        "month_end",
+        description="Which rate converts billing in other currencies: the period's month-end "
+        "rate, or the rate of each line's usage day. Statements always use month-end.",
+    )
     tolerance: Tolerance = Tolerance()
     charge_categories: list[str] = Field(default_factory=lambda: ["Usage"])
 
@@ -160,6 +192,14 @@ class Contract(_Strict):
             raise ValueError(f"unknown charge categories {bad}; use {CHARGE_CATEGORIES}")
         return v
 
+    @model_validator(mode="after")
+    def _one_rate_rule(self) -> Contract:
+        if (self.share_rate is None) == (self.tiers is None):
+            raise ValueError(f"contract for {self.partner}: give share_rate or tiers, not both")
+        if self.tiers is not None and self.model_rates:
+            raise ValueError(f"contract for {self.partner}: model_rates need a flat share_rate")
+        return self
+
     def covers(self, period: Period) -> bool:
         start = period.first_day
         return self.effective_from <= start and (
@@ -168,20 +208,31 @@ class Contract(_Strict):
 
 
 class FxRates(_Strict):
-    """Month-end rates: one unit of the currency in ``base`` currency, per period."""
+    """One unit of each currency in ``base``: month-end rates per period, and daily rates."""
 
     base: str = Field("USD", pattern=_CURRENCY)
     month_end: dict[str, dict[str, Decimal]] = Field(default_factory=dict)
+    daily: dict[date, dict[str, Decimal]] = Field(default_factory=dict)
+
+    @staticmethod
+    def _convert(table: dict[str, Decimal], base: str, a: str, b: str, when: str) -> Decimal:
+        if a == b:
+            return Decimal(1)
+        table = {**table, base: Decimal(1)}
+        missing = [c for c in (a, b) if c not in table]
+        if missing:
+            raise LookupError(f"no FX rate for {', '.join(missing)} on {when}")
+        return table[a] / table[b]
 
     def rate(self, period: Period, from_ccy: str, to_ccy: str) -> Decimal:
-        if from_ccy == to_ccy:
-            return Decimal(1)
-        table = dict(self.month_end.get(str(period), {}))
-        table[self.base] = Decimal(1)
-        missing = [c for c in (from_ccy, to_ccy) if c not in table]
-        if missing:
-            raise LookupError(f"no month-end FX rate for {missing} in {period}")
-        return table[from_ccy] / table[to_ccy]
+        """The period's month-end rate."""
+        return self._convert(
+            self.month_end.get(str(period), {}), self.base, from_ccy, to_ccy, f"month end {period}"
+        )
+
+    def rate_on(self, day: date, from_ccy: str, to_ccy: str) -> Decimal:
+        """The rate of one day (daily policy)."""
+        return self._convert(self.daily.get(day, {}), self.base, from_ccy, to_ccy, str(day))
 
 
 class Config(_Strict):
@@ -197,6 +248,15 @@ class Config(_Strict):
                 raise ValueError(f"partner {pid!r} has no contract")
             if self.partners[pid].billing and pid not in self.catalog.partners:
                 raise ValueError(f"partner {pid!r} has a billing source but no catalog entry")
+        return self
+
+    @model_validator(mode="after")
+    def _model_rates_name_models(self) -> Config:
+        known = {m.id for m in self.catalog.models}
+        for c in self.contracts:
+            unknown = sorted(set(c.model_rates) - known)
+            if unknown:
+                raise ValueError(f"contract for {c.partner}: unknown model(s) {unknown}")
         return self
 
     def contract_for(self, partner: str, period: Period) -> Contract:

@@ -17,6 +17,7 @@ class Kind(StrEnum):
     PERIOD_SHIFT = "period_shift"
     DUPLICATE_LINES = "duplicate_lines"
     RESTATEMENT = "restatement"
+    MINIMUM_GUARANTEE = "minimum_guarantee"
 
 
 MATCHED = "matched"
@@ -32,6 +33,7 @@ TITLES: dict[str, str] = {
     Kind.PERIOD_SHIFT: "Period shift",
     Kind.DUPLICATE_LINES: "Duplicate lines",
     Kind.RESTATEMENT: "Restatement",
+    Kind.MINIMUM_GUARANTEE: "Minimum guarantee top-up",
 }
 
 
@@ -106,5 +108,11 @@ def explain(row: dict) -> str:
         return (
             f"Billing has {_n(br)} {ccy} of the licensor's usage under SKU "
             f"'{row.get('sku')}', which the model catalog does not map; share at stake {amt}."
+        )
+    if k == Kind.MINIMUM_GUARANTEE:
+        return (
+            f"Usage earns {_n(row.get('computed_share'))} {ccy} of share, below the "
+            f"contract's minimum monthly guarantee of {_n(row.get('minimum_guarantee'))} "
+            f"{ccy}: a top-up of {_n(row['expected_share'])} {ccy} is owed ({amt})."
         )
     return f"{k} for {who}: {amt}."

@@ -18,11 +18,18 @@ from decimal import Decimal
 import duckdb
 import pyarrow as pa
 
+from revshare import terms
 from revshare.catalog import MAPPED, UNMAPPED
 from revshare.config import Config
 from revshare.discrepancies import MATCHED, Kind, explain
 from revshare.periods import Period
 from revshare.schema import MONEY_SQL, QUANTITY_SQL, RATE_SQL
+
+#: Billing lines meet their FX rate by currency, and by usage day under a daily policy.
+FX_JOIN = (
+    "f.currency = b.BillingCurrency "
+    "AND (f.day IS NULL OR f.day = CAST(b.ChargePeriodStart AS DATE))"
+)
 
 #: Days at the end of a period that the period-shift check looks at.
 SHIFT_DAYS = (1, 2, 3)
@@ -33,38 +40,79 @@ class PartnerResult:
     partner: str
     grain: pa.Table  # one row per (model, unit) and per unmapped SKU, matched or not
     lines: pa.Table  # billing and statement lines behind every discrepancy
+    terms: dict  # the contract terms as applied (rule, blended rate, guarantee, FX policy)
 
 
-def _terms(con: duckdb.DuckDBPyConnection, config: Config, partner: str, period: Period) -> None:
-    """Contract terms and FX rates as small tables the SQL joins."""
+def _terms(con: duckdb.DuckDBPyConnection, config: Config, partner: str, period: Period) -> dict:
+    """Contract terms and FX rates as small tables the SQL joins; returns what the report
+    shows of them (rule, blended rate, revenue the tiers saw, guarantee, FX policy)."""
     c = config.contract_for(partner, period)
+    con.register("_categories", pa.table({"category": c.charge_categories}))
+    ccys = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT BillingCurrency FROM billing UNION "
+            "SELECT DISTINCT BillingCurrency FROM prev_billing ORDER BY 1"
+        ).fetchall()
+    ]
+    stmt_ccys = [
+        r[0] for r in con.execute("SELECT DISTINCT Currency FROM statements ORDER BY 1").fetchall()
+    ]
+    if c.fx_policy == "daily":
+        days = con.execute(
+            f"SELECT DISTINCT BillingCurrency, CAST(ChargePeriodStart AS DATE) FROM billing "
+            f"WHERE BillingCurrency <> '{c.currency}' UNION SELECT DISTINCT BillingCurrency, "
+            f"CAST(ChargePeriodStart AS DATE) FROM prev_billing WHERE BillingCurrency <> "
+            f"'{c.currency}' ORDER BY ALL"
+        ).fetchall()
+        fx = [
+            (c.currency, None, Decimal(1)),
+            *((x, d, config.fx.rate_on(d, x, c.currency)) for x, d in days),
+        ]
+    else:
+        fx = [(x, None, config.fx.rate(period, x, c.currency)) for x in ccys]
+    con.register("_fx", pa.table({
+        "currency": [f[0] for f in fx], "day": pa.array([f[1] for f in fx], pa.date32()),
+        "rate": pa.array([f[2] for f in fx], pa.decimal128(18, 10))}))  # fmt: skip
+    con.register("_fx_stmt", pa.table({
+        "currency": stmt_ccys,
+        "rate": pa.array([config.fx.rate(period, x, c.currency) for x in stmt_ccys],
+                         pa.decimal128(18, 10))}))  # fmt: skip
+    revenue = con.execute(f"""
+        SELECT coalesce(sum(BilledCost * f.rate), 0) FROM billing b JOIN _fx f ON {FX_JOIN}
+        WHERE x_CatalogStatus IN ('{MAPPED}', '{UNMAPPED}')
+          AND ChargeCategory IN (SELECT category FROM _categories)""").fetchone()[0]
     models = [*config.model_ids, None]
     con.register("_terms", pa.table({
         "model": models,
-        "share_rate": pa.array([c.model_rates.get(m, c.share_rate) if m else c.share_rate
-                                for m in models], pa.decimal128(18, 10)),
-    }))  # fmt: skip
-    con.register("_categories", pa.table({"category": c.charge_categories}))
-    seen = con.execute(
-        "SELECT DISTINCT BillingCurrency FROM billing UNION "
-        "SELECT DISTINCT Currency FROM statements UNION "
-        "SELECT DISTINCT BillingCurrency FROM prev_billing ORDER BY 1"
-    ).fetchall()
-    ccys = [r[0] for r in seen]
-    con.register("_fx", pa.table({
-        "currency": ccys,
-        "rate": pa.array([config.fx.rate(period, x, c.currency) for x in ccys],
-                         pa.decimal128(18, 10)),
-    }))  # fmt: skip
+        "share_rate": pa.array([terms.model_rate(c, m, revenue) for m in models],
+                               pa.decimal128(20, terms.RATE_PLACES))}))  # fmt: skip
+    base = terms.model_rate(c, None, revenue)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _k AS SELECT {lit_dec(c.tolerance.absolute)} AS tol_abs,"
         f" {lit_dec(c.tolerance.relative)} AS tol_rel, '{c.currency}' AS ccy,"
-        f" {lit_dec(c.share_rate)} AS base_rate"
+        f" CAST('{base}' AS DECIMAL(20,{terms.RATE_PLACES})) AS base_rate,"
+        f" CAST({lit_money(c.minimum_guarantee)} AS {MONEY_SQL}) AS mg"
     )
+    return {
+        "partner": partner,
+        "rule": terms.describe(c),
+        "revenue_for_tiers": revenue,
+        "blended_rate": base,
+        "minimum_guarantee": c.minimum_guarantee,
+        "fx_policy": c.fx_policy,
+        "currency": c.currency,
+        "charge_categories": ", ".join(c.charge_categories),
+        "tolerance": f"max({c.tolerance.absolute} {c.currency}, {c.tolerance.relative} x expected)",
+    }
 
 
 def lit_dec(x: Decimal) -> str:
     return f"CAST('{x}' AS {RATE_SQL})"
+
+
+def lit_money(x: Decimal | None) -> str:
+    return "NULL" if x is None else f"'{x}'"
 
 
 def _billing_grain(source: str) -> str:
@@ -77,11 +125,13 @@ def _billing_grain(source: str) -> str:
            AS {MONEY_SQL}) AS foreign_native,
       CAST(sum(CASE WHEN BillingCurrency = (SELECT ccy FROM _k) THEN BilledCost END)
            AS {MONEY_SQL}) AS domestic,
+      CAST(sum(CASE WHEN BillingCurrency <> (SELECT ccy FROM _k) THEN BilledCost * f.rate END)
+           AS {MONEY_SQL}) AS foreign_rep,
       min(CASE WHEN BillingCurrency <> (SELECT ccy FROM _k) THEN BillingCurrency END) AS fccy,
       count(DISTINCT CASE WHEN BillingCurrency <> (SELECT ccy FROM _k)
                           THEN BillingCurrency END) AS n_fccy,
       count(*) AS n_lines, min(x_SnapshotId) AS snapshot
-    FROM {source} b JOIN _fx f ON f.currency = b.BillingCurrency
+    FROM {source} b JOIN _fx f ON {FX_JOIN}
     WHERE x_CatalogStatus = '{MAPPED}' AND ChargeCategory IN (SELECT category FROM _categories)
     GROUP BY ALL"""
 
@@ -108,13 +158,13 @@ s AS (
     count(*) FILTER (WHERE copy_no > 1) AS dup_lines,
     min(sl.Currency) AS currency, count(*) AS n_lines, min(x_SnapshotId) AS snapshot,
     min(StatementId) AS statement_id, max(Revision) AS revision
-  FROM sl JOIN _fx f ON f.currency = sl.Currency GROUP BY ALL),
+  FROM sl JOIN _fx_stmt f ON f.currency = sl.Currency GROUP BY ALL),
 days AS (
   SELECT x_ModelId AS model_id, x_Unit AS unit,
     datediff('day', CAST(ChargePeriodStart AS DATE),
              CAST(BillingPeriodEnd AS DATE)) AS days_before_end,
     sum(x_Tokens) AS tokens, sum(BilledCost * f.rate) AS revenue
-  FROM billing b JOIN _fx f ON f.currency = b.BillingCurrency
+  FROM billing b JOIN _fx f ON {FX_JOIN}
   WHERE x_CatalogStatus = '{MAPPED}' AND ChargeCategory IN (SELECT category FROM _categories)
   GROUP BY ALL),
 tails AS (
@@ -130,7 +180,8 @@ j AS (
     s.tokens AS reported_tokens, s.revenue AS reported_revenue, s.share AS reported_share,
     s.dup_share, s.dup_lines AS duplicate_lines, s.currency AS statement_currency,
     b.foreign_native, b.domestic, b.fccy AS foreign_currency, b.n_fccy,
-    (SELECT rate FROM _fx WHERE currency = b.fccy) AS fx_rate,
+    -- the rate booked: the month-end rate, or the volume-weighted daily rates (display only)
+    CAST(b.foreign_rep / nullif(b.foreign_native, 0) AS {RATE_SQL}) AS fx_rate,
     b.n_lines AS billing_lines, s.n_lines AS statement_lines,
     b.snapshot AS billing_snapshot, s.snapshot AS statement_snapshot,
     s.statement_id, s.revision,
@@ -187,16 +238,30 @@ FROM d LEFT JOIN shift USING (model_id, unit)
 UNMAPPED_SQL = f"""
 SELECT NULL::VARCHAR AS model_id, NULL::VARCHAR AS unit, x_SkuKey AS sku,
   CAST(sum(BilledCost * f.rate) AS {MONEY_SQL}) AS billed_revenue,
-  CAST(-sum(BilledCost * f.rate) * (SELECT base_rate FROM _k) AS {MONEY_SQL}) AS amount,
-  CAST(sum(BilledCost * f.rate) * (SELECT base_rate FROM _k) AS {MONEY_SQL}) AS expected_share,
+  CAST(-CAST(sum(BilledCost * f.rate) AS {MONEY_SQL}) * (SELECT base_rate FROM _k)
+       AS {MONEY_SQL}) AS amount,
+  CAST(CAST(sum(BilledCost * f.rate) AS {MONEY_SQL}) * (SELECT base_rate FROM _k)
+       AS {MONEY_SQL}) AS expected_share,
   (SELECT base_rate FROM _k) AS share_rate,
   (SELECT ccy FROM _k) AS currency, count(*) AS billing_lines,
   min(x_SnapshotId) AS billing_snapshot, '{Kind.UNMAPPED_SKU}' AS type
-FROM billing b JOIN _fx f ON f.currency = b.BillingCurrency
+FROM billing b JOIN _fx f ON {FX_JOIN}
 WHERE x_CatalogStatus = '{UNMAPPED}' AND ChargeCategory IN (SELECT category FROM _categories)
 GROUP BY x_SkuKey
-HAVING abs(sum(BilledCost * f.rate) * (SELECT base_rate FROM _k))
+HAVING abs(CAST(sum(BilledCost * f.rate) AS {MONEY_SQL}) * (SELECT base_rate FROM _k))
        > (SELECT tol_abs FROM _k)
+"""
+
+# The partner-total rule: when usage earns less than the contract's minimum monthly guarantee,
+# the top-up is owed on top of the lines. Its amount keeps the invariant: all amounts of a
+# partner add up to reported share - max(expected share, guarantee).
+GUARANTEE_SQL = f"""
+SELECT NULL::VARCHAR AS model_id, NULL::VARCHAR AS unit, NULL::VARCHAR AS sku,
+  _k.ccy AS currency, CAST(_k.mg - t.total AS {MONEY_SQL}) AS expected_share,
+  CAST(t.total - _k.mg AS {MONEY_SQL}) AS amount, t.total AS computed_share,
+  _k.mg AS minimum_guarantee, '{Kind.MINIMUM_GUARANTEE}' AS type
+FROM (SELECT coalesce(sum(expected_share), 0) AS total FROM _g) t, _k
+WHERE _k.mg IS NOT NULL AND _k.mg - t.total > _k.tol_abs
 """
 
 LINES_SQL = f"""
@@ -225,13 +290,17 @@ def reconcile_partner(
     """Reconcile the views ``billing``, ``statements`` and ``prev_billing`` (each one
     partner's canonical rows; ``prev_billing`` empty unless an earlier run used another
     billing snapshot). Returns the grain table and the lines behind each discrepancy."""
-    _terms(con, config, partner, period)
+    shown = _terms(con, config, partner, period)
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _g AS
+      SELECT *, CAST(NULL AS {MONEY_SQL}) AS computed_share,
+        CAST(NULL AS {MONEY_SQL}) AS minimum_guarantee
+      FROM (SELECT * FROM ({GRAIN_SQL}) UNION ALL BY NAME SELECT * FROM ({UNMAPPED_SQL}))""")
+    con.execute(f"INSERT INTO _g BY NAME {GUARANTEE_SQL}")
     con.execute(f"""
       CREATE OR REPLACE TEMP TABLE _grain AS
       SELECT '{partner}' AS partner, '{period}' AS period, *,
         md5(concat_ws('|', '{period}', '{partner}', type, model_id, unit, sku)) AS discrepancy_id
-      FROM (SELECT * FROM ({GRAIN_SQL}) UNION ALL BY NAME SELECT * FROM ({UNMAPPED_SQL}))
-      ORDER BY type = '{MATCHED}', abs(amount) DESC, model_id, unit, sku""")
+      FROM _g ORDER BY type = '{MATCHED}', abs(amount) DESC, model_id, unit, sku""")
     grain = con.execute("SELECT * FROM _grain").to_arrow_table()
     explanations = [
         explain(r) if r["type"] != MATCHED else ""
@@ -239,7 +308,7 @@ def reconcile_partner(
     ]
     grain = grain.append_column("explanation", pa.array(explanations, pa.string()))
     lines = con.execute(LINES_SQL + " ORDER BY ALL").to_arrow_table()
-    return PartnerResult(partner, grain, lines)
+    return PartnerResult(partner, grain, lines, shown)
 
 
 _EXPLAIN_COLUMNS = [
@@ -247,4 +316,5 @@ _EXPLAIN_COLUMNS = [
     "reported_tokens", "billed_revenue", "reported_revenue", "expected_share", "reported_share",
     "share_rate", "shift_days", "shift_tokens", "implied_fx", "fx_rate", "foreign_currency",
     "statement_currency", "duplicate_lines", "previous_snapshot", "previous_revenue",
+    "computed_share", "minimum_guarantee",
 ]  # fmt: skip

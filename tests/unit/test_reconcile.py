@@ -188,3 +188,108 @@ def test_amounts_add_up_and_order_does_not_matter(billing, statement, rnd) -> No
     assert {k: (v["type"], v["amount"]) for k, v in again.items()} == {
         k: (v["type"], v["amount"]) for k, v in first.items()
     }
+
+
+def _with_contract(**terms) -> object:
+    """The example config with aws's contract replaced (validated like a file would be)."""
+    from revshare.config import Config
+
+    raw = CONFIG.model_dump(mode="json")
+    base = {
+        "partner": "aws",
+        "effective_from": "2025-01-01",
+        "currency": "USD",
+        "tolerance": {"absolute": "0.50", "relative": "0.0005"},
+    }
+    raw["contracts"] = [c for c in raw["contracts"] if c["partner"] != "aws"] + [{**base, **terms}]
+    return Config(**raw)
+
+
+def run_with(config, billing, statements) -> dict[tuple, dict]:
+    con = connect()
+    con.register("billing", pa.Table.from_pylist(billing, schema=BILLING_SCHEMA))
+    con.register("statements", pa.Table.from_pylist(statements, schema=STATEMENT_SCHEMA))
+    con.register("prev_billing", pa.Table.from_pylist([], schema=BILLING_SCHEMA))
+    res = reconcile_partner(con, config, "aws", P)
+    return {(r["model_id"] or r["sku"] or r["type"], r["unit"]): r for r in res.grain.to_pylist()}
+
+
+TIERS = [{"from_revenue": "0", "rate": "0.20"}, {"from_revenue": "150", "rate": "0.10"}]
+
+
+@pytest.mark.parametrize(("mode", "share"), [("marginal", "35.00"), ("whole_volume", "20.00")])
+def test_tiers_marginal_and_whole_volume(mode: str, share: str) -> None:
+    # 200 of revenue: marginal = 150 x 0.20 + 50 x 0.10 = 35; whole-volume = 200 x 0.10 = 20.
+    cfg = _with_contract(tiers={"mode": mode, "bands": TIERS})
+    r = run_with(cfg, BASE, [stmt(M, IN, 2_000_000, "200.00", share)])[(M, IN)]
+    assert r["type"] == "matched"
+    assert r["expected_share"].quantize(D("0.000001")) == D(share)
+
+
+def test_tier_boundary_crossed_is_priced_on_the_whole_month() -> None:
+    # Two models; neither alone crosses 150, together they do: the blended rate applies to both.
+    cfg = _with_contract(tiers={"mode": "marginal", "bands": TIERS})
+    billing = [bill(M, IN, 1_000_000, "100.00"), bill(M, OUT, 1_000_000, "100.00", n=1)]
+    r = run_with(
+        cfg,
+        billing,
+        [
+            stmt(M, IN, 1_000_000, "100.00", "20.00"),
+            stmt(M, OUT, 1_000_000, "100.00", "20.00", n=1),
+        ],
+    )
+    # Partner claimed 0.20 on everything (no tier), but 200 earns 35, 17.50 per model.
+    assert {r[(M, u)]["type"] for u in (IN, OUT)} == {"share_miscalculated"}
+    assert sum(r[(M, u)]["amount"] for u in (IN, OUT)).quantize(D("0.000001")) == D(5)
+
+
+def test_minimum_guarantee_top_up_keeps_amounts_adding_up() -> None:
+    cfg = _with_contract(share_rate="0.15", minimum_guarantee="100.00")
+    r = run_with(cfg, BASE, [stmt(M, IN, 2_000_000, "200.00", "30.00")])
+    mg = r[("minimum_guarantee", None)]
+    assert mg["amount"] == D(-70) and mg["expected_share"] == D(70)
+    assert "100.00" in mg["explanation"] and "70.00" in mg["explanation"]
+    total = sum(x["amount"] for x in r.values())
+    assert total == D("30.00") - max(D("30.00"), D(100))
+
+
+def test_guarantee_that_does_not_bind_adds_nothing() -> None:
+    cfg = _with_contract(share_rate="0.15", minimum_guarantee="29.00")
+    r = run_with(cfg, BASE, [stmt(M, IN, 2_000_000, "200.00", "30.00")])
+    assert set(r) == {(M, IN)}
+
+
+def test_daily_fx_policy_converts_each_line_at_its_day() -> None:
+    from datetime import date
+
+    raw = _with_contract(share_rate="0.15", fx_policy="daily").model_dump(mode="json")
+    raw["fx"]["daily"] = {
+        str(date(2026, 10, 6)): {"EUR": "1.10"},
+        str(date(2026, 10, 31)): {"EUR": "1.00"},
+    }
+    from revshare.config import Config
+
+    cfg = Config(**raw)
+    billing = [
+        bill(M, IN, 1_000_000, "100.00", ccy="EUR", day=5),
+        bill(M, IN, 1_000_000, "100.00", ccy="EUR", day=30, n=1),
+    ]
+    r = run_with(cfg, billing, [stmt(M, IN, 2_000_000, "210.00", "31.50")])[(M, IN)]
+    assert r["type"] == "matched" and r["billed_revenue"] == D(210)
+    assert r["fx_rate"] == D("1.05")  # the volume-weighted rate booked, shown in the report
+    with pytest.raises(LookupError, match="2026-10-10"):
+        run_with(cfg, [bill(M, IN, 1, "1.00", ccy="EUR", day=9)], [])
+
+
+def test_credits_count_when_the_contract_nets_them() -> None:
+    cfg = _with_contract(share_rate="0.15", charge_categories=["Usage", "Credit"])
+    billing = [*BASE, bill(M, IN, 0, "-20.00", n=8, category="Credit")]
+    r = run_with(cfg, billing, [stmt(M, IN, 2_000_000, "180.00", "27.00")])[(M, IN)]
+    assert r["type"] == "matched" and r["billed_revenue"] == D(180)
+
+
+def test_contract_needs_exactly_one_rate_rule() -> None:
+    with pytest.raises(ValueError, match="share_rate or tiers"):
+        _with_contract()
+    with pytest.raises(ValueError, match="model_rates need a flat"):
+        _with_contract(tiers={"mode": "marginal", "bands": TIERS}, model_rates={M: "0.3"})
