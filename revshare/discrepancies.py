@@ -83,9 +83,15 @@ def explain(row: dict) -> str:
                 f"converted at {_n(row['implied_fx'], 4)} instead of the month-end rate "
                 f"{_n(row['fx_rate'], 4)}; share differs by {amt}."
             )
+        if row.get("statement_currency") not in (None, ccy):
+            return (
+                f"Statement for {who} is in {row['statement_currency']}, the contract in "
+                f"{ccy}; share differs by {amt} after conversion at month end."
+            )
         return (
-            f"Statement for {who} is in {row.get('statement_currency')}, the contract in "
-            f"{ccy}; share differs by {amt} after conversion."
+            f"Quantities agree for {who}, but revenue billed in several currencies converts "
+            f"to {_n(br)} {ccy} at the contract's rates while the statement says {_n(rr)} "
+            f"{ccy}; share differs by {amt}."
         )
     if k == Kind.SHARE_MISCALCULATED:
         return (

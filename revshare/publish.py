@@ -61,6 +61,10 @@ def _concat(tables: list[pa.Table]) -> pa.Table | None:
     return pa.concat_tables(tables, promote_options="permissive") if tables else None
 
 
+def _tag(partner: str, table: pa.Table) -> pa.Table:
+    return table.add_column(0, "partner", pa.array([partner] * table.num_rows, pa.string()))
+
+
 def partner_summary(grain: pa.Table | None, outcomes: list[PartnerOutcome]) -> list[dict]:
     totals: dict[str, dict] = {}
     if grain is not None and grain.num_rows:
@@ -113,6 +117,8 @@ def publish(
 ) -> dict:
     grain = _concat([r.grain for r in results])
     lines = _concat([r.lines for r in results])
+    revisions = _concat([_tag(r.partner, r.revisions) for r in results])
+    restated = _concat([r.restated for r in results])
     discrepancies = None
     if grain is not None:
         con = connect()
@@ -123,9 +129,15 @@ def publish(
         ).to_arrow_table()
         _write_table(grain, paths.results / "reconciliation")
         _write_table(discrepancies, paths.results / "discrepancies")
-        _atomic_write(
-            paths.results / "discrepancy_lines.parquet", lambda p: pq.write_table(lines, p)
-        )
+        for name, table in (
+            ("discrepancy_lines", lines),
+            ("statement_revisions", revisions),
+            ("restatement_diff", restated),
+        ):
+            if table is not None:
+                _atomic_write(
+                    paths.results / f"{name}.parquet", lambda p, t=table: pq.write_table(t, p)
+                )
     summary_rows = partner_summary(grain, outcomes)
     disc_rows = discrepancies.to_pylist() if discrepancies is not None else []
     finished = datetime.now(UTC)
@@ -148,6 +160,9 @@ def publish(
         lines=_lines_by_discrepancy(lines),
         outcomes=outcomes,
         titles=TITLES,
+        terms=[r.terms for r in results],
+        revisions=revisions.to_pylist() if revisions is not None else [],
+        restated=_restated_summary(restated),
     )
     _atomic_write(paths.report, lambda p: p.write_text(html))
     _atomic_write(
@@ -156,6 +171,7 @@ def publish(
             json.dumps(
                 {
                     **meta,
+                    "terms": [r.terms for r in results],
                     "validation": [
                         s.validation.to_dict()
                         for o in outcomes
@@ -169,9 +185,13 @@ def publish(
         ),
     )
     if warehouse is not None:
-        tables = {"reconciliation": grain} if grain is not None else {}
-        if lines is not None:
-            tables["discrepancy_lines"] = lines
+        named = {
+            "reconciliation": grain,
+            "discrepancy_lines": lines,
+            "statement_revisions": revisions,
+            "restatement_diff": restated,
+        }
+        tables = {k: v for k, v in named.items() if v is not None and v.num_rows}
         ledger.record_run(
             warehouse,
             {
@@ -227,6 +247,23 @@ def _lines_by_discrepancy(lines: pa.Table | None) -> dict[str, dict]:
     for r in rows:
         entry = out.setdefault(r["discrepancy_id"], {"total": r["total"], "rows": []})
         entry["rows"].append(r)
+    return out
+
+
+def _restated_summary(restated: pa.Table | None) -> dict[str, dict]:
+    """Per restatement: lines added/removed/changed, the money moved, and the first lines."""
+    if restated is None or not restated.num_rows:
+        return {}
+    out: dict[str, dict] = {}
+    for r in restated.to_pylist():
+        e = out.setdefault(
+            r["discrepancy_id"],
+            {"added": 0, "removed": 0, "changed": 0, "delta": Decimal(0), "rows": []},
+        )
+        e[r["change"]] += 1
+        e["delta"] += (r["new_cost"] or 0) - (r["old_cost"] or 0)
+        if len(e["rows"]) < REPORT_LINES:
+            e["rows"].append(r)
     return out
 
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 from revshare import terms
 from revshare.catalog import MAPPED, UNMAPPED
 from revshare.config import Config
+from revshare.diffs import restatement_diff, revision_diff
 from revshare.discrepancies import MATCHED, Kind, explain
 from revshare.periods import Period
 from revshare.schema import MONEY_SQL, QUANTITY_SQL, RATE_SQL
@@ -41,6 +42,8 @@ class PartnerResult:
     grain: pa.Table  # one row per (model, unit) and per unmapped SKU, matched or not
     lines: pa.Table  # billing and statement lines behind every discrepancy
     terms: dict  # the contract terms as applied (rule, blended rate, guarantee, FX policy)
+    revisions: pa.Table  # statement lines changed since the previous revision
+    restated: pa.Table  # billing lines added/removed/changed behind each restatement
 
 
 def _terms(con: duckdb.DuckDBPyConnection, config: Config, partner: str, period: Period) -> dict:
@@ -308,7 +311,7 @@ def reconcile_partner(
     ]
     grain = grain.append_column("explanation", pa.array(explanations, pa.string()))
     lines = con.execute(LINES_SQL + " ORDER BY ALL").to_arrow_table()
-    return PartnerResult(partner, grain, lines, shown)
+    return PartnerResult(partner, grain, lines, shown, revision_diff(con), restatement_diff(con))
 
 
 _EXPLAIN_COLUMNS = [

@@ -293,3 +293,42 @@ def test_contract_needs_exactly_one_rate_rule() -> None:
         _with_contract()
     with pytest.raises(ValueError, match="model_rates need a flat"):
         _with_contract(tiers={"mode": "marginal", "bands": TIERS}, model_rates={M: "0.3"})
+
+
+def _result(billing, statements, prev=None):
+    con = connect()
+    con.register("billing", pa.Table.from_pylist(billing, schema=BILLING_SCHEMA))
+    con.register("statements", pa.Table.from_pylist(statements, schema=STATEMENT_SCHEMA))
+    con.register("prev_billing", pa.Table.from_pylist(prev or [], schema=BILLING_SCHEMA))
+    return reconcile_partner(con, CONFIG, "aws", P)
+
+
+def test_latest_revision_is_reconciled_and_its_changes_are_listed() -> None:
+    r1 = [stmt(M, IN, 2_000_000, "180.00", "27.00"), stmt(M, OUT, 5, "1.00", "0.15", n=1)]
+    r2 = [
+        {
+            **stmt(M, IN, 2_000_000, "200.00", "30.00", n=5),
+            "Revision": 2,
+            "x_SourceFile": "s-r2.csv",
+        }
+    ]
+    res = _result(BASE, r1 + r2)
+    grain = {(r["model_id"], r["unit"]): r for r in res.grain.to_pylist()}
+    assert grain[(M, IN)]["type"] == "matched"  # revision 1's shortfall is gone
+    assert (M, OUT) not in grain  # revision 2 dropped that line; billing never had it
+    diff = {(d["model_id"], d["unit"]): d for d in res.revisions.to_pylist()}
+    assert diff[(M, IN)]["change"] == "changed" and diff[(M, IN)]["share_change"] == D(3)
+    assert diff[(M, OUT)]["change"] == "removed"
+    assert {d["from_revision"] for d in diff.values()} == {1}
+
+
+def test_restatement_lists_the_billing_lines_that_changed() -> None:
+    prev = [{**b, "x_SnapshotId": "sOld"} for b in BASE]
+    changed = {**BASE[1], "BilledCost": D("90.00")}
+    now = [BASE[0], changed, bill(M, IN, 500_000, "60.00", n=7, day=10)]
+    res = _result(now, [stmt(M, IN, 2_000_000, "200.00", "30.00")], prev)
+    assert res.grain.to_pylist()[0]["type"] == "restatement"
+    diff = {d["line_id"]: d for d in res.restated.to_pylist()}
+    assert diff["l1"]["change"] == "changed" and diff["l1"]["old_cost"] == D(100)
+    assert diff["l7"]["change"] == "added" and diff["l7"]["new_cost"] == D(60)
+    assert "l0" not in diff
