@@ -115,7 +115,37 @@ def partner_lines(
             )
         )
     usage = pa.concat_tables(parts)
+    usage = pa.concat_tables([usage, *_cent_exact(partner, period, usage, table)])
     return pa.concat_tables([usage, *_noise(partner, period, usage, n, rng)])
+
+
+def _cent_exact(partner: str, period: Period, usage: pa.Table, table: pa.Table) -> list[pa.Table]:
+    """For the tolerance-edge plants: one more usage line per grain so that the grain's
+    revenue times the (flat) share rate is a whole number of cents, so "exactly at the
+    tolerance" is exact. 0.20 x 0.15 = 0.03: revenue is topped up to a multiple of 0.20."""
+    out = []
+    con = connect()
+    con.register("u", usage)
+    for i, p in enumerate(
+        x for x in st.PLANTS.values() if x.offset is not None and x.partner == partner
+    ):
+        r = con.execute(
+            "SELECT sum(cost) FROM u WHERE _model = ? AND _unit = ?", [p.model, p.unit]
+        ).fetchone()[0]
+        step = Decimal("0.20")
+        top_up = (step - r % step) % step
+        if top_up:
+            combo = _where(table, model=p.model, unit=p.unit).slice(0, 1)
+            line = to_gen_lines(
+                partner,
+                period,
+                draw_lines(
+                    partner, period, 1, np.random.default_rng(i), combo, start_index=6_000_000 + i
+                ),
+            )
+            cost = pa.array([top_up], pa.decimal128(38, 12))
+            out.append(line.set_column(line.schema.get_field_index("cost"), "cost", cost))
+    return out
 
 
 def _noise(
@@ -224,7 +254,9 @@ def generate(
         "seed": seed,
         "rows": rows,
         "restated": restate,
-        "discrepancies": truth,
+        "discrepancies": [t for t in truth if t["phase"] != "boundary"],
+        # Grains bent to exactly the tolerance: they must reconcile as matched.
+        "checks": [t for t in truth if t["phase"] == "boundary"],
     }
     (out / "ground_truth.json").write_text(json.dumps(doc, indent=1))
     return doc
@@ -233,13 +265,16 @@ def generate(
 def _truth(
     pid: str, period: Period, lines: list[dict], billing: pa.Table, config: Config, restate: bool
 ) -> list[dict]:
-    currency = config.contract_for(pid, period).currency
+    contract = config.contract_for(pid, period)
     found = []
-    for p in st.PLANTS:
+    for p in st.PLANTS.values():
         if p.partner != pid or (p.phase == "restated" and not restate):
             continue
         if p.type == "unmapped_sku":
             amount = -st.expected_share(billing, period, config, pid, f"sku_key = '{p.sku}'")
+        elif p.type == "minimum_guarantee":
+            owed = st.expected_share(billing, period, config, pid, "licensed")
+            amount = owed - (contract.minimum_guarantee or owed)
         else:
             reported = sum(
                 (
@@ -261,7 +296,7 @@ def _truth(
                 "sku": p.sku,
                 "period": str(period),
                 "amount": str(st.money(amount)),
-                "currency": currency,
+                "currency": contract.currency,
                 "phase": p.phase,
             }
         )

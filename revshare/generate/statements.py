@@ -9,12 +9,14 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass
+from datetime import date
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import pyarrow as pa
 
-from revshare.config import Config
+from revshare import terms
+from revshare.config import Config, Contract
 from revshare.db import connect
 from revshare.periods import Period
 
@@ -27,39 +29,55 @@ def money(x: Decimal) -> Decimal:
 
 @dataclass(frozen=True)
 class Plant:
-    """One planted discrepancy: which grain, and how the statement (or billing) is bent."""
+    """One planted case: which grain, and how the statement (or billing) is bent."""
 
-    type: str
+    type: str  # the discrepancy type the run must report ("matched" for boundary checks)
     partner: str
     model: str | None
     unit: str | None
     sku: str | None = None
     factor: Decimal | None = None  # quantity / revenue / share multiplier, or the wrong FX rate
-    phase: str = "initial"
+    offset: Decimal | None = None  # statement share = exact expected share + offset
+    phase: str = "initial"  # initial | restated (after --restate) | boundary (must NOT flag)
 
 
-PLANTS: tuple[Plant, ...] = (
-    Plant("missing_from_statement", "aws", "llama-3.1-8b", "output_tokens"),
-    Plant("price_revenue_mismatch", "aws", "llama-4-maverick", "output_tokens",
-          factor=Decimal("0.95")),
-    Plant("unmapped_sku", "aws", None, None, sku="USE1-Llama3-2-90B-input-tokens"),
-    Plant("restatement", "aws", "llama-3.3-70b", "input_tokens", phase="restated"),
-    Plant("missing_from_billing", "gcp", "llama-3.1-405b", "input_tokens"),
-    Plant("share_miscalculated", "gcp", "llama-3.3-70b", "output_tokens", factor=Decimal("0.12")),
-    Plant("duplicate_lines", "gcp", "llama-4-scout", "output_tokens"),
-    Plant("quantity_mismatch", "azure", "llama-4-scout", "input_tokens", factor=Decimal("0.90")),
-    Plant("currency_fx_mismatch", "azure", "llama-3.3-70b", "input_tokens", factor=Decimal("1.20")),
-    Plant("period_shift", "snowflake", "llama-4-maverick", "tokens"),
-)  # fmt: skip
+PLANTS: dict[str, Plant] = {
+    "missing_from_statement": Plant("missing_from_statement", "aws", "llama-3.1-8b",
+                                    "output_tokens"),
+    "price_revenue_mismatch": Plant("price_revenue_mismatch", "aws", "llama-4-maverick",
+                                    "output_tokens", factor=Decimal("0.95")),
+    "unmapped_sku": Plant("unmapped_sku", "aws", None, None,
+                          sku="USE1-Llama3-2-90B-input-tokens"),
+    "restatement": Plant("restatement", "aws", "llama-3.3-70b", "input_tokens",
+                         phase="restated"),
+    "missing_from_billing": Plant("missing_from_billing", "gcp", "llama-3.1-405b",
+                                  "input_tokens"),
+    "share_miscalculated": Plant("share_miscalculated", "gcp", "llama-3.3-70b", "output_tokens",
+                                 factor=Decimal("0.12")),
+    # Edge cases: one cent over the contract's absolute tolerance is flagged; exactly at it
+    # is not (|diff| <= tolerance passes).
+    "just_over_tolerance": Plant("share_miscalculated", "gcp", "llama-4-maverick",
+                                 "input_tokens", offset=Decimal("0.51")),
+    "at_tolerance": Plant("matched", "gcp", "llama-3.1-8b", "output_tokens",
+                          offset=Decimal("0.50"), phase="boundary"),
+    "duplicate_lines": Plant("duplicate_lines", "gcp", "llama-4-scout", "output_tokens"),
+    "quantity_mismatch": Plant("quantity_mismatch", "azure", "llama-4-scout", "input_tokens",
+                               factor=Decimal("0.90")),
+    "currency_fx_mismatch": Plant("currency_fx_mismatch", "azure", "llama-3.3-70b",
+                                  "input_tokens", factor=Decimal("1.20")),
+    "period_shift": Plant("period_shift", "snowflake", "llama-4-maverick", "tokens"),
+    # The contract's guarantee binds: usage earns less than the minimum (config/contracts.yaml).
+    "minimum_guarantee": Plant("minimum_guarantee", "snowflake", None, None),
+}  # fmt: skip
 
 
-def plant(type_: str) -> Plant:
-    return next(p for p in PLANTS if p.type == type_)
+def plant(name: str) -> Plant:
+    return PLANTS[name]
 
 
 def _aggregate(lines: pa.Table, period: Period, shifted_model: str | None) -> list[dict]:
-    """Licensed, mapped usage summed per (model, region, unit, billing currency); the last
-    day of ``shifted_model`` is left out (the partner moved it to next month's statement)."""
+    """Licensed, mapped usage per (model, region, unit, currency, day); the last day of
+    ``shifted_model`` is left out (the partner moved it to next month's statement)."""
     con = connect()
     con.register("l", lines)
     cut = (
@@ -71,22 +89,59 @@ def _aggregate(lines: pa.Table, period: Period, shifted_model: str | None) -> li
         else ""
     )
     rows = con.execute(f"""
-        SELECT _model, region, _unit, currency, sum(_tokens)::HUGEINT, sum(cost)
+        SELECT _model, region, _unit, currency, CAST(usage_start AS DATE),
+               sum(_tokens)::HUGEINT, sum(cost)
         FROM l WHERE kind = 'usage' AND _model IS NOT NULL {cut}
         GROUP BY ALL ORDER BY ALL""").fetchall()
-    return [
-        dict(zip(("model", "region", "unit", "ccy", "tokens", "cost"), r, strict=True))
-        for r in rows
-    ]
+    keys = ("model", "region", "unit", "ccy", "day", "tokens", "cost")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+def _fx(config: Config, period: Period, contract: Contract, ccy: str, day: date) -> Decimal:
+    if contract.fx_policy == "daily":
+        return config.fx.rate_on(day, ccy, contract.currency)
+    return config.fx.rate(period, ccy, contract.currency)
+
+
+def in_scope_revenue(lines: pa.Table, period: Period, config: Config, partner: str) -> Decimal:
+    """The month's revenue of the licensor's usage (mapped or not): what tiers are priced on."""
+    contract = config.contract_for(partner, period)
+    con = connect()
+    con.register("l", lines)
+    rows = con.execute(
+        "SELECT currency, CAST(usage_start AS DATE), sum(cost) FROM l "
+        "WHERE kind = 'usage' AND licensed GROUP BY ALL"
+    ).fetchall()
+    return sum((c * _fx(config, period, contract, x, d) for x, d, c in rows), Decimal(0))
+
+
+def expected_share(
+    lines: pa.Table, period: Period, config: Config, partner: str, where: str
+) -> Decimal:
+    """What the contract says is owed for the usage lines matching ``where``."""
+    contract = config.contract_for(partner, period)
+    total = in_scope_revenue(lines, period, config, partner)
+    con = connect()
+    con.register("l", lines)
+    out = Decimal(0)
+    for model, ccy, day, cost in con.execute(
+        "SELECT _model, currency, CAST(usage_start AS DATE), sum(cost) FROM l "
+        f"WHERE kind = 'usage' AND {where} GROUP BY ALL"
+    ).fetchall():
+        rate = terms.model_rate(contract, model, total)
+        out += cost * _fx(config, period, contract, ccy, day) * rate
+    return out
 
 
 def statement_lines(partner: str, lines: pa.Table, period: Period, config: Config) -> list[dict]:
+    """The partner's statement as it would compute it from its own usage, then bent."""
     contract = config.contract_for(partner, period)
+    total = in_scope_revenue(lines, period, config, partner)
     shift, fx_plant = plant("period_shift"), plant("currency_fx_mismatch")
     agg = _aggregate(lines, period, shift.model if shift.partner == partner else None)
     out: dict[tuple[str, str, str], dict] = {}
     for a in agg:
-        rate = config.fx.rate(period, a["ccy"], contract.currency)
+        rate = _fx(config, period, contract, a["ccy"], a["day"])
         if (partner, a["model"], a["unit"]) == (
             fx_plant.partner,
             fx_plant.model,
@@ -100,7 +155,7 @@ def statement_lines(partner: str, lines: pa.Table, period: Period, config: Confi
         line["revenue"] += a["cost"] * rate
     result = []
     for (model, region, unit), v in sorted(out.items()):
-        share_rate = contract.model_rates.get(model, contract.share_rate)
+        share_rate = terms.model_rate(contract, model, total)
         revenue = money(v["revenue"])
         result.append(
             {
@@ -109,15 +164,17 @@ def statement_lines(partner: str, lines: pa.Table, period: Period, config: Confi
                 "unit": unit,
                 "tokens": v["tokens"],
                 "gross_revenue": revenue,
-                "share_rate": share_rate,
+                "share_rate": share_rate.quantize(Decimal("0.000001")).normalize(),
                 "share_amount": money(revenue * share_rate),
                 "currency": contract.currency,
             }
         )
-    return _bend(partner, result, contract.share_rate)
+    return _bend(partner, result, lines, period, config)
 
 
-def _bend(partner: str, lines: list[dict], rate: Decimal) -> list[dict]:
+def _bend(
+    partner: str, lines: list[dict], billing: pa.Table, period: Period, config: Config
+) -> list[dict]:
     """Apply the statement-side plants."""
 
     def grain(p: Plant, line: dict) -> bool:
@@ -140,11 +197,25 @@ def _bend(partner: str, lines: list[dict], rate: Decimal) -> list[dict]:
         if grain(p := plant("share_miscalculated"), line):
             line = {**line, "share_amount": money(line["gross_revenue"] * p.factor)}
         out.append(line)
+    for p in PLANTS.values():  # exact offsets from the exact expected share
+        if p.offset is None or p.partner != partner:
+            continue
+        idx = [i for i, ln in enumerate(out) if grain(p, ln)]
+        expected = expected_share(
+            billing, period, config, partner, f"_model = '{p.model}' AND _unit = '{p.unit}'"
+        )
+        if expected != money(expected):
+            raise ValueError(f"{p}: expected share {expected} is not cent-exact")
+        reported = sum((out[i]["share_amount"] for i in idx), Decimal(0))
+        out[idx[0]] = {
+            **out[idx[0]],
+            "share_amount": out[idx[0]]["share_amount"] + expected + p.offset - reported,
+        }
     dup = plant("duplicate_lines")
-    firsts = [ln for ln in out if grain(dup, ln)][:1]
-    out.extend(firsts)
+    out.extend([ln for ln in out if grain(dup, ln)][:1])
     mfb = plant("missing_from_billing")
     if mfb.partner == partner:
+        rate = config.contract_for(partner, period).share_rate or Decimal("0.15")
         out.append(
             {
                 "model_id": mfb.model,
@@ -197,19 +268,3 @@ def write_statement(
             w.writeheader()
             w.writerows({**header, **b} for b in body)
     return path
-
-
-def expected_share(
-    lines: pa.Table, period: Period, config: Config, partner: str, where: str
-) -> Decimal:
-    """What the contract says is owed for the usage lines matching ``where``."""
-    contract = config.contract_for(partner, period)
-    con = connect()
-    con.register("l", lines)
-    total = Decimal(0)
-    for model, ccy, cost in con.execute(
-        f"SELECT _model, currency, sum(cost) FROM l WHERE kind = 'usage' AND {where} GROUP BY ALL"
-    ).fetchall():
-        rate = contract.model_rates.get(model, contract.share_rate)
-        total += cost * config.fx.rate(period, ccy, contract.currency) * rate
-    return total

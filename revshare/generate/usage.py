@@ -34,7 +34,10 @@ CORTEX_CREDITS: dict[str, Decimal] = {
     "llama-3.1-8b": D("0.11"), "llama-3.1-405b": D("1.20"),
 }  # fmt: skip
 CREDIT_PRICE = D("2.00")
-EUR_PRICE_FACTOR = D("0.92")
+#: Local list prices: USD price x factor, to 4 places per 1M tokens.
+PRICE_FACTOR = {"EUR": D("0.92"), "GBP": D("0.79")}
+#: Accounts that only buy some models (so that grains mix one, two or three currencies).
+ACCOUNT_MODELS = {"GBP": {"llama-4-maverick", "llama-3.1-8b"}}
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,8 @@ SPECS: dict[str, PartnerSpec] = {
         ("input_tokens", "output_tokens"),
         ("eastus", "westeurope", "swedencentral"),
         (("8a1b2c3d-0000-4000-8000-000000000001", "Foundry US", "USD"),
-         ("8a1b2c3d-0000-4000-8000-000000000002", "Foundry EU", "EUR")), 1000, "Foundry Models"),
+         ("8a1b2c3d-0000-4000-8000-000000000002", "Foundry EU", "EUR"),
+         ("8a1b2c3d-0000-4000-8000-000000000003", "Foundry UK", "GBP")), 1000, "Foundry Models"),
     "snowflake": PartnerSpec(
         {"llama-3.3-70b": "llama3.3-70b", "llama-4-maverick": "llama4-maverick",
          "llama-4-scout": "llama4-scout", "llama-3.1-8b": "llama3.1-8b",
@@ -124,8 +128,8 @@ def price_per_unit(partner: str, model: str, unit: str, variant: str, currency: 
     if partner == "snowflake":
         return CORTEX_CREDITS[model] * CREDIT_PRICE / D(1_000_000)
     per_m = PRICES[model][unit] * _VARIANT_FACTOR.get(variant, D(1))
-    if currency == "EUR":
-        per_m = (per_m * EUR_PRICE_FACTOR).quantize(D("0.0001"))
+    if currency in PRICE_FACTOR:
+        per_m = (per_m * PRICE_FACTOR[currency]).quantize(D("0.0001"))
     return per_m * spec.tokens_per_unit / D(1_000_000)
 
 
@@ -144,6 +148,8 @@ def combos(partner: str, exclude: frozenset[tuple[str, str]] = frozenset()) -> p
                     if variant == "snowflake" and model != "llama-3.3-70b":
                         continue
                     for acc_id, acc_name, ccy in spec.accounts:
+                        if model not in ACCOUNT_MODELS.get(ccy, {model}):
+                            continue
                         rows.append({
                             "model": model, "unit": unit, "region": region, "currency": ccy,
                             "account_id": acc_id, "account_name": acc_name,

@@ -79,7 +79,15 @@ def test_every_plant_found_nothing_else_and_rerun_identical(workspace: Path) -> 
         "unmapped_sku",
         "period_shift",
         "duplicate_lines",
+        "minimum_guarantee",
     }
+    # Exactly at the tolerance is accepted, and the difference is still kept to the cent.
+    grain = pq.read_table(Path(first["report"]).parent / "results" / "reconciliation.parquet")
+    rows = {(r["partner"], r["model_id"], r["unit"]): r for r in grain.to_pylist()}
+    assert truth["checks"]
+    for check in truth["checks"]:
+        row = rows[(check["partner"], check["model"], check["unit"])]
+        assert row["type"] == "matched" and row["amount"] == Decimal(check["amount"])
 
     second = _run()
     assert second["run_id"] != first["run_id"]
