@@ -50,9 +50,11 @@ RESTATEMENT_DIFF_SQL = f"""
 WITH flagged AS (SELECT discrepancy_id, model_id, unit FROM _grain
                  WHERE type = '{Kind.RESTATEMENT}'),
 old AS (SELECT b.* FROM prev_billing b JOIN flagged f
-        ON b.x_ModelId = f.model_id AND b.x_Unit = f.unit),
+        ON b.x_ModelId = f.model_id AND b.x_Unit = f.unit
+        WHERE b.ChargeCategory IN (SELECT category FROM _categories)),
 new AS (SELECT b.* FROM billing b JOIN flagged f
-        ON b.x_ModelId = f.model_id AND b.x_Unit = f.unit)
+        ON b.x_ModelId = f.model_id AND b.x_Unit = f.unit
+        WHERE b.ChargeCategory IN (SELECT category FROM _categories))
 SELECT f.discrepancy_id,
   CASE WHEN o.x_NativeLineId IS NULL THEN 'added' WHEN n.x_NativeLineId IS NULL THEN 'removed'
        ELSE 'changed' END AS change,
@@ -80,5 +82,6 @@ def revision_diff(con: duckdb.DuckDBPyConnection) -> pa.Table:
 
 
 def restatement_diff(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """Billing lines added, removed or changed behind each restatement (needs ``_grain``)."""
+    """Counted billing lines added, removed or changed behind each restatement (needs
+    ``_grain`` and ``_categories``)."""
     return con.execute(RESTATEMENT_DIFF_SQL).to_arrow_table()
