@@ -7,6 +7,8 @@ Outputs are written to a temporary name and renamed, so a reader never sees half
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,11 +38,19 @@ class Normalized:
 
 
 def extract(connector: ConnectorLike, period: Period, landing_root: Path) -> Snapshot:
-    """Locate the newest complete delivery and land it as an immutable snapshot."""
-    delivery = connector.locate(period)
-    return land(
-        delivery.files, landing_root, source=connector.source_name, version=delivery.version
-    )
+    """Fetch the newest complete delivery and land it as an immutable snapshot.
+
+    Remote connectors download into a staging folder inside the landing root (same disk, so
+    landing is a local copy) that is removed whatever happens."""
+    landing_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=landing_root))
+    try:
+        delivery = connector.fetch(period, staging)
+        return land(
+            delivery.files, landing_root, source=connector.source_name, version=delivery.version
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def normalize(

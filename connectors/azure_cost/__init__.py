@@ -1,22 +1,21 @@
-"""Azure Cost Management exports (cost details), read from a local copy of the container.
+"""Azure Cost Management exports (cost details), from a local copy or from Blob Storage.
 
 ``locate`` picks the newest complete run of the export for a period: every run folder carries
 a ``manifest.json`` that lists its blobs with their byte counts, and a month-to-date export
 re-emits the whole month on every run, so the newest run whose blobs are all there (at the
-promised size) is the delivery. ``normalize_sql`` maps MCA and EA headers by name.
+promised size) is the delivery. With ``container`` in the settings, ``fetch`` makes the same
+choice from blob listings and downloads only that run (``remote.py``; the SDK loads only
+then). ``normalize_sql`` maps MCA and EA headers by name.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import duckdb
 
-from connectors.azure_cost import helpers
+from connectors.azure_cost import helpers, runs
 from connectors.azure_cost.settings import AzureCostSettings
 from connectors.base import (
     Capabilities,
@@ -30,16 +29,6 @@ from revshare.periods import Period
 
 __all__ = ["AzureCostConnector", "AzureCostSettings"]
 
-_RANGE = re.compile(r"^(\d{8})-(\d{8})$")
-_FRACTION = re.compile(r"\.(\d+)")
-
-
-def _parse_time(text: str) -> datetime:
-    """ISO time as .NET writes it (7 fractional digits, trailing Z); Python wants <= 6."""
-    t = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text.strip())
-    dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
 
 def _file_format(relpath: str) -> str | None:
     name = relpath.lower()
@@ -48,6 +37,10 @@ def _file_format(relpath: str) -> str | None:
     if name.endswith((".csv", ".csv.gz")):
         return "csv"
     return None
+
+
+def _local_size(path: Path) -> int | None:
+    return path.stat().st_size if path.is_file() else None
 
 
 class AzureCostConnector(Connector):
@@ -65,82 +58,68 @@ class AzureCostConnector(Connector):
         assert isinstance(self.settings, AzureCostSettings)
         return self.settings
 
-    # -- locate -------------------------------------------------------------------------------
-
-    def _range_dirs(self, period: Period) -> list[Path]:
-        """Date-range folders of the period: start on its first day, end inside it."""
-        export_dir = self.local_root(self._settings.path) / self._settings.export_name
-        if not export_dir.is_dir():
-            raise self.error(f"export folder not found: {export_dir}")
-        last = (period.end - timedelta(days=1)).strftime("%Y%m%d")
-        first = period.start.strftime("%Y%m%d")
-        out = []
-        for d in sorted(export_dir.iterdir()):
-            m = _RANGE.match(d.name)
-            if d.is_dir() and m and m.group(1) == first and first <= m.group(2) <= last:
-                out.append(d)
-        return out
-
-    def _check_run(self, root: Path, manifest: Path) -> tuple[dict[str, Any], list[Path]]:
-        """Parse a run's manifest and resolve its blobs; ValueError says why it is incomplete."""
-        try:
-            doc = json.loads(manifest.read_text(encoding="utf-8"))
-            run = doc["runInfo"]
-            submitted = _parse_time(run["submittedTime"])
-            blobs = doc["blobs"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"unreadable manifest ({e})") from e
-        if int(doc.get("blobCount", len(blobs))) != len(blobs):
-            raise ValueError(f"blobCount {doc.get('blobCount')} but {len(blobs)} blobs listed")
-        run_dir = manifest.parent
-        run_rel = run_dir.relative_to(root).as_posix() + "/"
-        files = []
-        for b in blobs:
-            name = str(b["blobName"])
-            # blobName is container-relative and starts with rootFolderPath; what follows the
-            # run folder's own path is the blob's place inside the run.
-            i = name.find(run_rel)
-            inner = name[i + len(run_rel) :] if i >= 0 else PurePosixPath(name).name
-            path = run_dir / inner
-            if not path.is_file():
-                raise ValueError(f"blob missing: {inner}")
-            size = path.stat().st_size
-            if size != int(b["byteCount"]):
-                raise ValueError(f"blob {inner} has {size} bytes, manifest says {b['byteCount']}")
-            files.append(path)
-        return {"submitted": submitted, "runId": str(run.get("runId", "")), "doc": doc}, files
+    # -- locate / fetch -----------------------------------------------------------------------
 
     def locate(self, period: Period) -> Delivery:
-        root = self.local_root(self._settings.path)
-        complete, skipped = [], []
-        for range_dir in self._range_dirs(period):
+        if self._settings.remote:
+            raise self.error(f"export is read from container {self._settings.container!r}: "
+                             "use fetch(period, staging), not locate")  # fmt: skip
+        return self.locate_under(self.local_root(self._settings.path), period)
+
+    def fetch(self, period: Period, staging: Path) -> Delivery:
+        """Remote mode: download the newest complete run into ``staging``; else ``locate``."""
+        if not self._settings.remote:
+            return self.locate(period)
+        from connectors.azure_cost import remote  # the SDK is imported only when pulling
+
+        return remote.fetch_run(self, period, staging)
+
+    def _range_dirs(self, root: Path, period: Period) -> list[Path]:
+        """Date-range folders of the period: start on its first day, end inside it."""
+        export_dir = root / self._settings.export_name
+        if not export_dir.is_dir():
+            raise self.error(f"export folder not found: {export_dir}")
+        return [
+            d
+            for d in sorted(export_dir.iterdir())
+            if d.is_dir() and runs.range_matches(d.name, period)
+        ]
+
+    def locate_under(self, root: Path, period: Period) -> Delivery:
+        """The newest complete run under ``root`` (CONTAINER/ROOT on disk, or fetch's staging)."""
+        complete: list[tuple[runs.Run, Path]] = []
+        skipped: list[str] = []
+        for range_dir in self._range_dirs(root, period):
             # Both depths occur: RUN/manifest.json and EXPORTTIME/GUID/manifest.json.
             manifests = sorted({*range_dir.glob("*/manifest.json"),
                                 *range_dir.glob("*/*/manifest.json")})  # fmt: skip
             for manifest in manifests:
-                rel = manifest.parent.relative_to(root).as_posix()
+                run_dir = manifest.parent
+                rel = run_dir.relative_to(root).as_posix()
                 try:
-                    info, files = self._check_run(root, manifest)
-                except ValueError as e:
+                    run = runs.parse_run(manifest.read_bytes(), rel)
+                    runs.check_complete(run, lambda inner, d=run_dir: _local_size(d / inner))
+                except (OSError, ValueError) as e:
                     skipped.append(f"{rel}: {e}")
                     continue
-                complete.append((info["submitted"], rel, info, manifest, files))
+                complete.append((run, manifest))
         if not complete:
             why = "; ".join(skipped) if skipped else "no run with a manifest.json"
             raise self.error(f"no complete export run for {period}: {why}")
-        submitted, rel, info, manifest, files = max(complete, key=lambda c: (c[0], c[1]))
-        native = tuple(NativeFile(p, p.relative_to(root).as_posix()) for p in [*files, manifest])
-        doc = info["doc"]
+        run = runs.newest(r for r, _ in complete)
+        manifest = next(m for r, m in complete if r is run)
+        paths = [manifest.parent / inner for inner, _ in run.blobs]
+        native = tuple(NativeFile(p, p.relative_to(root).as_posix()) for p in [*paths, manifest])
         metadata = {
-            "run": rel,
-            "submittedTime": submitted.isoformat(),
+            "run": run.rel,
+            "submittedTime": run.submitted.isoformat(),
             "manifest": manifest.relative_to(root).as_posix(),
-            "dataRowCount": str(doc.get("dataRowCount", "")),
+            "dataRowCount": str(run.doc.get("dataRowCount", "")),
             "runsComplete": str(len(complete)),
         }
         if skipped:
             metadata["skippedIncompleteRuns"] = "; ".join(skipped)
-        return Delivery(files=native, version=info["runId"] or rel, metadata=metadata)
+        return Delivery(files=native, version=run.run_id or run.rel, metadata=metadata)
 
     # -- normalize ----------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import re
 import shutil
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -298,3 +299,76 @@ def test_parquet_part_reads_like_csv(tmp_path: Path) -> None:
     assert pq_out.num_rows == csv_out.num_rows == 7
     assert _totals(pq_out) == _totals(csv_out)
     assert pq_out.column("x_SourceRow").to_pylist() == csv_out.column("x_SourceRow").to_pylist()
+
+
+# -- remote-mode settings (the pull itself is tested against Azurite in tests/cloud) -----------
+
+
+def _remote_settings(**kw: object) -> AzureCostSettings:
+    base = {"type": "azure_cost", "path": "costexports", "export_name": EXPORT,
+            "container": "billing-exports", "connection_string_env": "AZ_CONN"}  # fmt: skip
+    return AzureCostSettings(**(base | kw))
+
+
+@pytest.mark.parametrize(
+    "container",
+    ["ab", "a" * 64, "Billing", "billing--exports", "-billing", "billing-", "bill_ing", "$root"],
+)
+def test_container_names_follow_azure_rules(container: str) -> None:
+    with pytest.raises(ValueError, match="not a valid Azure container name"):
+        _remote_settings(container=container)
+
+
+@pytest.mark.parametrize("container", ["abc", "a" * 63, "billing-exports-2026", "0cost"])
+def test_valid_container_names(container: str) -> None:
+    s = _remote_settings(container=container)
+    assert s.remote and s.blob_root == "costexports/"
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"connection_string_env": None}, "exactly one credential source"),
+        ({"account_url": "https://acct.blob.core.windows.net", "sas_token_env": "AZ_SAS"},
+         "exactly one credential source"),
+        ({"connection_string_env": None, "account_url": "https://acct.blob.core.windows.net"},
+         "go together"),
+        ({"connection_string_env": None, "sas_token_env": "AZ_SAS"}, "exactly one"),
+        ({"connection_string_env": None, "sas_token_env": "AZ_SAS",
+          "account_url": "https://acct.blob.core.windows.net/?sv=x&sig=secret"}, "query"),
+        ({"connection_string_env": "DefaultEndpointsProtocol=https;AccountKey=x"}, "NAME of an"),
+        ({"path": "a/../b"}, "plain folder"),
+        ({"container": None}, "need(s) container"),
+    ],
+)  # fmt: skip
+def test_remote_settings_are_checked(kw: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _remote_settings(**kw)
+
+
+def test_sas_settings_and_root_folder() -> None:
+    s = _remote_settings(connection_string_env=None, path="/",
+                         account_url="https://acct.blob.core.windows.net/",
+                         sas_token_env="AZ_SAS")  # fmt: skip
+    assert s.account_url == "https://acct.blob.core.windows.net" and s.blob_root == ""
+
+
+def test_local_fetch_is_locate_and_remote_locate_points_to_fetch(tmp_path: Path) -> None:
+    azure.write(_lines(), PERIOD, tmp_path, export_name=EXPORT)
+    conn = _connector(tmp_path)
+    assert conn.fetch(PERIOD, tmp_path / "unused") == conn.locate(PERIOD)
+    assert not (tmp_path / "unused").exists()
+    remote = AzureCostConnector(_remote_settings(), tmp_path, "azure/billing")
+    with pytest.raises(SourceError, match="use fetch"):
+        remote.locate(PERIOD)
+
+
+def test_manifest_blob_names_cannot_leave_the_run_folder(tmp_path: Path) -> None:
+    written = azure.write(_lines(), PERIOD, tmp_path, export_name=EXPORT)
+    doc = json.loads(written[-1].read_text())
+    doc["blobs"][0]["blobName"] = doc["blobs"][0]["blobName"].replace(
+        "part_0_0001", "../../../../escape/part_0_0001"
+    )
+    written[-1].write_text(json.dumps(doc))
+    with pytest.raises(SourceError, match="unsafe blob name"):
+        _connector(tmp_path).locate(PERIOD)
