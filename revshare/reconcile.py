@@ -118,10 +118,10 @@ def lit_money(x: Decimal | None) -> str:
     return "NULL" if x is None else f"'{x}'"
 
 
-def _billing_grain(source: str) -> str:
+def _billing_grain(source: str, region: str) -> str:
     """Counted billing lines of ``source`` summed to the grain, in reporting currency."""
     return f"""
-    SELECT x_ModelId AS model_id, x_Unit AS unit,
+    SELECT x_ModelId AS model_id, x_Unit AS unit, {region} AS region,
       CAST(sum(x_Tokens) AS {QUANTITY_SQL}) AS tokens,
       CAST(sum(BilledCost * f.rate) AS {MONEY_SQL}) AS revenue,
       CAST(sum(CASE WHEN BillingCurrency <> (SELECT ccy FROM _k) THEN BilledCost END)
@@ -139,9 +139,17 @@ def _billing_grain(source: str) -> str:
     GROUP BY ALL"""
 
 
-GRAIN_SQL = f"""
-WITH b AS ({_billing_grain("billing")}),
-p AS ({_billing_grain("prev_billing")}),
+def grain_sql(by_region: bool) -> str:
+    """The grain query. Matching keys are data (``config/matching.yaml``): (model, unit), or
+    (model, unit, region) to hold each statement line to the billing of its own region."""
+    region = "RegionId" if by_region else "NULL::VARCHAR"
+    on = (
+        "{l}.model_id = {r}.model_id AND {l}.unit = {r}.unit "
+        "AND {l}.region IS NOT DISTINCT FROM {r}.region"
+    )
+    return f"""
+WITH b AS ({_billing_grain("billing", region)}),
+p AS ({_billing_grain("prev_billing", region)}),
 latest AS (
   SELECT * FROM statements
   QUALIFY Revision = max(Revision) OVER (PARTITION BY StatementId)),
@@ -152,7 +160,7 @@ sl AS (
                        GrossRevenue, ShareAmount ORDER BY x_SourceFile, x_SourceRow) AS copy_no
   FROM latest),
 s AS (
-  SELECT x_ModelId AS model_id, x_Unit AS unit,
+  SELECT x_ModelId AS model_id, x_Unit AS unit, {region} AS region,
     CAST(sum(x_Tokens) AS {QUANTITY_SQL}) AS tokens,
     CAST(sum(GrossRevenue * f.rate) AS {MONEY_SQL}) AS revenue,
     CAST(sum(ShareAmount * f.rate) AS {MONEY_SQL}) AS share,
@@ -163,7 +171,7 @@ s AS (
     min(StatementId) AS statement_id, max(Revision) AS revision
   FROM sl JOIN _fx_stmt f ON f.currency = sl.Currency GROUP BY ALL),
 days AS (
-  SELECT x_ModelId AS model_id, x_Unit AS unit,
+  SELECT x_ModelId AS model_id, x_Unit AS unit, {region} AS region,
     datediff('day', CAST(ChargePeriodStart AS DATE),
              CAST(BillingPeriodEnd AS DATE)) AS days_before_end,
     sum(x_Tokens) AS tokens, sum(BilledCost * f.rate) AS revenue
@@ -171,13 +179,13 @@ days AS (
   WHERE x_CatalogStatus = '{MAPPED}' AND ChargeCategory IN (SELECT category FROM _categories)
   GROUP BY ALL),
 tails AS (
-  SELECT model_id, unit, k,
+  SELECT model_id, unit, region, k,
     sum(tokens) FILTER (WHERE days_before_end <= k) AS tokens,
     sum(revenue) FILTER (WHERE days_before_end <= k) AS revenue
   FROM days, (SELECT unnest({list(SHIFT_DAYS)}) AS k) GROUP BY ALL),
 j AS (
   SELECT coalesce(b.model_id, s.model_id) AS model_id, coalesce(b.unit, s.unit) AS unit,
-    b.tokens AS billed_tokens, b.revenue AS billed_revenue,
+    coalesce(b.region, s.region) AS region, b.tokens AS billed_tokens, b.revenue AS billed_revenue,
     t.share_rate,
     CAST(coalesce(b.revenue, 0) * t.share_rate AS {MONEY_SQL}) AS expected_share,
     s.tokens AS reported_tokens, s.revenue AS reported_revenue, s.share AS reported_share,
@@ -189,10 +197,11 @@ j AS (
     b.snapshot AS billing_snapshot, s.snapshot AS statement_snapshot,
     s.statement_id, s.revision,
     p.tokens AS previous_tokens, p.revenue AS previous_revenue, p.snapshot AS previous_snapshot
-  FROM b FULL JOIN s ON b.model_id = s.model_id AND b.unit = s.unit
+  FROM b FULL JOIN s ON {on.format(l="b", r="s")}
   LEFT JOIN _terms t ON t.model = coalesce(b.model_id, s.model_id)
   LEFT JOIN p ON p.model_id = coalesce(b.model_id, s.model_id)
-             AND p.unit = coalesce(b.unit, s.unit)),
+             AND p.unit = coalesce(b.unit, s.unit)
+             AND p.region IS NOT DISTINCT FROM coalesce(b.region, s.region)),
 d AS (
   SELECT j.*, _k.tol_abs, _k.tol_rel, _k.ccy AS currency,
     CAST(coalesce(reported_share, 0) - expected_share AS {MONEY_SQL}) AS amount,
@@ -202,9 +211,9 @@ d AS (
       AS diff_revenue
   FROM j, _k),
 shift AS (
-  SELECT d.model_id, d.unit, min(tails.k) AS shift_days,
+  SELECT d.model_id, d.unit, d.region, min(tails.k) AS shift_days,
     arg_min(tails.tokens, tails.k) AS shift_tokens
-  FROM d JOIN tails USING (model_id, unit)
+  FROM d JOIN tails ON {on.format(l="d", r="tails")}
   WHERE d.reported_tokens IS NOT NULL AND d.billed_tokens IS NOT NULL
     AND abs(d.billed_tokens - tails.tokens - d.reported_tokens) <= d.tol_rel * d.billed_tokens
     AND abs(d.billed_revenue - tails.revenue - d.reported_revenue)
@@ -235,8 +244,9 @@ SELECT d.*, shift.shift_days, shift.shift_tokens,
            ELSE '{Kind.PRICE_REVENUE_MISMATCH}' END
     ELSE '{Kind.SHARE_MISCALCULATED}'
   END AS type
-FROM d LEFT JOIN shift USING (model_id, unit)
+FROM d LEFT JOIN shift ON {on.format(l="d", r="shift")}
 """
+
 
 UNMAPPED_SQL = f"""
 SELECT NULL::VARCHAR AS model_id, NULL::VARCHAR AS unit, x_SkuKey AS sku,
@@ -276,13 +286,15 @@ SELECT f.discrepancy_id, 'billing' AS side, b.x_SnapshotId AS snapshot_id,
   b.BilledCost AS amount, b.BillingCurrency AS currency
 FROM flagged f JOIN billing b
   ON (f.type = '{Kind.UNMAPPED_SKU}' AND b.x_SkuKey = f.sku AND b.x_CatalogStatus = '{UNMAPPED}')
-  OR (f.type <> '{Kind.UNMAPPED_SKU}' AND b.x_ModelId = f.model_id AND b.x_Unit = f.unit)
+  OR (f.type <> '{Kind.UNMAPPED_SKU}' AND b.x_ModelId = f.model_id AND b.x_Unit = f.unit
+      AND (f.region IS NULL OR b.RegionId = f.region))
 WHERE b.ChargeCategory IN (SELECT category FROM _categories)
 UNION ALL
 SELECT f.discrepancy_id, 'statement', s.x_SnapshotId, s.x_SourceFile, s.x_SourceRow,
   s.StatementId || ' r' || s.Revision, NULL, s.RegionId, NULL, NULL, s.x_Tokens,
   s.ShareAmount, s.Currency
 FROM flagged f JOIN statements s ON s.x_ModelId = f.model_id AND s.x_Unit = f.unit
+  AND (f.region IS NULL OR s.RegionId = f.region)
 WHERE s.Revision = f.revision
 """
 
@@ -294,11 +306,15 @@ def reconcile_partner(
     partner's canonical rows; ``prev_billing`` empty unless an earlier run used another
     billing snapshot). Returns the grain table and the lines behind each discrepancy."""
     shown = _terms(con, config, partner, period)
+    rules = config.matching.for_partner(partner)
+    shown["matching"] = rules.describe()
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _g AS
       SELECT *, CAST(NULL AS {MONEY_SQL}) AS computed_share,
         CAST(NULL AS {MONEY_SQL}) AS minimum_guarantee
-      FROM (SELECT * FROM ({GRAIN_SQL}) UNION ALL BY NAME SELECT * FROM ({UNMAPPED_SQL}))""")
-    con.execute(f"INSERT INTO _g BY NAME {GUARANTEE_SQL}")
+      FROM (SELECT * FROM ({grain_sql(rules.by_region)})
+            UNION ALL BY NAME SELECT * FROM ({UNMAPPED_SQL}))""")
+    if rules.partner_total:
+        con.execute(f"INSERT INTO _g BY NAME {GUARANTEE_SQL}")
     con.execute(f"""
       CREATE OR REPLACE TEMP TABLE _grain AS
       SELECT '{partner}' AS partner, '{period}' AS period, *,

@@ -332,3 +332,48 @@ def test_restatement_lists_the_billing_lines_that_changed() -> None:
     assert diff["l1"]["change"] == "changed" and diff["l1"]["old_cost"] == D(100)
     assert diff["l7"]["change"] == "added" and diff["l7"]["new_cost"] == D(60)
     assert "l0" not in diff
+
+
+def _with_matching(rules: list[dict]):
+    from revshare.config import Config
+
+    raw = CONFIG.model_dump(mode="json")
+    raw["matching"] = {"partners": {"aws": {"rules": rules}}}
+    return Config(**raw)
+
+
+def test_matching_rules_are_data_region_grain_holds_each_region_to_its_billing() -> None:
+    billing = [bill(M, IN, 1_000_000, "100.00"), bill(M, IN, 1_000_000, "100.00", n=1)]
+    billing[0]["RegionId"], billing[1]["RegionId"] = "r1", "r2"
+    # The partner reports everything under r1: in total it agrees, per region it does not.
+    statement = [stmt(M, IN, 2_000_000, "200.00", "30.00", region="r1")]
+    by_model = run_with(
+        _with_matching([{"rule": "grain", "keys": ["model", "unit"]}]), billing, statement
+    )
+    assert by_model[(M, IN)]["type"] == "matched"
+    cfg = _with_matching([{"rule": "grain", "keys": ["model", "unit", "region"]}])
+    con = connect()
+    con.register("billing", pa.Table.from_pylist(billing, schema=BILLING_SCHEMA))
+    con.register("statements", pa.Table.from_pylist(statement, schema=STATEMENT_SCHEMA))
+    con.register("prev_billing", pa.Table.from_pylist([], schema=BILLING_SCHEMA))
+    res = reconcile_partner(con, cfg, "aws", P)
+    rows = {r["region"]: r for r in res.grain.to_pylist()}
+    assert rows["r1"]["type"] == "quantity_mismatch" and rows["r1"]["amount"] == D(15)
+    assert rows["r2"]["type"] == "missing_from_statement" and rows["r2"]["amount"] == D(-15)
+    assert res.terms["matching"] == "grain by model, unit, region"
+    behind = res.lines.to_pylist()
+    assert {b["region"] for b in behind if b["side"] == "billing"} == {"r1", "r2"}
+    assert all(b["region"] == "r1" for b in behind if b["side"] == "statement")
+
+
+def test_without_a_partner_total_rule_a_guarantee_is_not_applied() -> None:
+    from revshare.config import Config
+
+    raw = _with_contract(share_rate="0.15", minimum_guarantee="100.00").model_dump(mode="json")
+    raw["matching"] = {
+        "partners": {"aws": {"rules": [{"rule": "grain", "keys": ["model", "unit"]}]}}
+    }
+    r = run_with(Config(**raw), BASE, [stmt(M, IN, 2_000_000, "200.00", "30.00")])
+    assert set(r) == {(M, IN)}
+    with pytest.raises(ValueError, match="model and unit"):
+        _with_matching([{"rule": "grain", "keys": ["model"]}])
