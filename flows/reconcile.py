@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.utilities.annotations import quote
 
 from connectors import build_connector
 from connectors.base import Connector, NormalizeContext
@@ -46,6 +48,12 @@ def normalize_task(
     billing = connector.capabilities.produces == "billing"
     catalog = config.catalog.partners[ctx.partner_id] if billing else None
     return normalize(connector, ctx, out, catalog=catalog, temp_dir=temp_dir)
+
+
+def _q(config: Config) -> Any:
+    """Pass the config to a task as it is: Prefect would otherwise walk and rebuild every
+    pydantic model inside it, which is slow and breaks models with derived properties."""
+    return quote(config)
 
 
 @task(name="validate", cache_policy=NO_CACHE)
@@ -101,7 +109,7 @@ def _source(
         so.snapshot_id = snap.id
         ctx = NormalizeContext(pid, period, snap.id, snap.dir, snap.files)
         norm = normalize_task(
-            connector, ctx, paths.canonical(pid, kind), config, paths.work / "spill"
+            connector, ctx, paths.canonical(pid, kind), _q(config), paths.work / "spill"
         )
         so.rows = norm.rows
         report = validate_task(
@@ -140,7 +148,7 @@ def _previous_billing(
     snap = open_snapshot(root, prev)
     ctx = NormalizeContext(pid, period, snap.id, snap.dir, snap.files)
     return normalize_task(
-        connector, ctx, paths.canonical(pid, "prev_billing"), config, paths.work / "spill"
+        connector, ctx, paths.canonical(pid, "prev_billing"), _q(config), paths.work / "spill"
     ).path
 
 
@@ -177,7 +185,7 @@ def reconcile_period(
         if billing is None or statement is None:
             continue
         prev = _previous_billing(pid, p, settings, paths, config, billing, statement[1])
-        results.append(reconcile_task(config, pid, p, paths, prev))
+        results.append(reconcile_task(_q(config), pid, p, paths, prev))
         log.info("%s reconciled", pid)
     summary = publish(
         paths,

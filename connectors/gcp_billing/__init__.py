@@ -1,9 +1,13 @@
-"""Google Cloud billing export connector, local-file form (type ``gcp_billing``).
+"""Google Cloud billing export connector (type ``gcp_billing``).
 
 Reads one invoice-month partition of the standard usage cost table as BigQuery extracts it:
 ``<table>/schema.json`` plus ``<table>/invoice_month=YYYYMM/<table>-NNNNNNNNNNNN.json.gz``.
 Google appends rows (corrections included) and a day's data keeps arriving for a while, so a
 period is the rows whose ``invoice.month`` is that period, never a usage-time window.
+
+Local mode finds that layout on disk (``locate``). BigQuery mode (settings name ``project`` and
+``dataset``) queries the month from the table and stages it in the same layout (``fetch``, in
+``remote.py``, imported only then), so both share one ``normalize_sql``.
 """
 
 from __future__ import annotations
@@ -55,8 +59,21 @@ class GcpBillingConnector(Connector):
 
     # -- locate ---------------------------------------------------------------------------
 
+    def fetch(self, period: Period, staging: Path) -> Delivery:
+        """BigQuery mode: query the invoice month into ``staging``; local mode: ``locate``."""
+        if not self._settings.remote:
+            return self.locate(period)
+        from connectors.gcp_billing import remote  # the SDK loads only for a BigQuery pull
+
+        return remote.pull(self, period, staging)
+
     def locate(self, period: Period) -> Delivery:
         """The table's schema.json and every shard of the period's invoice-month partition."""
+        if self._settings.remote or self._settings.path is None:
+            raise self.error(
+                "settings name a BigQuery table: pull it with fetch(period, staging), "
+                "there is no local folder to locate"
+            )
         table = self._settings.table
         root = self.local_root(self._settings.path)
         table_dir = root / table

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -365,3 +365,78 @@ def test_number_parsing_fast_paths_are_exact() -> None:
     bad = con.execute(f"SELECT {_dec('t', 'TRY_CAST')} FROM unnest(?::VARCHAR[]) u(t)",
                       [['"12.5"', "abc", '"1.0"', "true"]]).fetchall()  # fmt: skip
     assert bad == [(None,)] * 4
+
+
+# -- BigQuery mode: settings, the query, and staying local when not selected ------------------
+
+
+def test_mode_is_chosen_by_project_and_dataset(tmp_path: Path) -> None:
+    local = GcpBillingSettings(type="gcp_billing", path="p", table=TABLE)
+    remote = GcpBillingSettings(
+        type="gcp_billing",
+        table=TABLE,
+        project="my-billing-project",
+        dataset="billing_export",
+        api_endpoint="http://127.0.0.1:9050/",
+    )
+    assert not local.remote and remote.remote and remote.emulator
+    assert remote.api_endpoint == "http://127.0.0.1:9050"
+    private = remote.model_copy(update={"api_endpoint": "https://bq.example.com"})
+    assert not private.emulator
+    for bad in (
+        {"path": "p", "project": "my-billing-project"},  # project without dataset
+        {"path": "p", "dataset": "billing_export"},  # dataset without project
+        {},  # neither a folder nor a table
+        {"project": "my-billing-project", "dataset": "d", "location": "us central"},
+        {"project": "my-billing-project", "dataset": "d", "api_endpoint": "http://u:pw@h:1"},
+        {"project": "my-billing-project", "dataset": "d", "job_project": "X"},
+    ):
+        with pytest.raises(pydantic.ValidationError):
+            GcpBillingSettings(type="gcp_billing", table=TABLE, **bad)
+    # Local settings: fetch is locate, and nothing of the SDK is needed.
+    _, conn, _ = _written(tmp_path)
+    assert conn.fetch(P, tmp_path / "staging") == conn.locate(P)
+    assert not (tmp_path / "staging").exists()
+    remote_conn = GcpBillingConnector(remote, data_dir=tmp_path, source_name="gcp/billing")
+    with pytest.raises(SourceError, match="BigQuery table: pull it with fetch"):
+        remote_conn.locate(P)
+
+
+def test_import_does_not_load_the_sdk() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, connectors, connectors.gcp_billing; "
+            "print(any(m.startswith('google.cloud.bigquery') for m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_export_query_is_parameterized_and_pruned() -> None:
+    from connectors.gcp_billing import query
+
+    ref = query.table_ref("my-billing-project", "billing_export", TABLE)
+    assert ref == f"`my-billing-project.billing_export.{TABLE}`"
+    project = "my-billing-project"
+    for parts in (("Bad", "d", "t"), (project, "d.x", "t"),
+                  (project, "d", "t`; DROP TABLE x --"), (project, "d", "")):  # fmt: skip
+        with pytest.raises(query.BadName):
+            query.table_ref(*parts)
+
+    ingest = query.export_query(ref, P, query.partitioning(None, True, None), 10)
+    assert ingest.sql == (
+        f"SELECT * FROM {ref} WHERE invoice.month = @invoice_month "
+        "AND _PARTITIONTIME >= @window_start AND _PARTITIONTIME < @window_end"
+    )
+    assert [(p.name, p.type, p.value) for p in ingest.params] == [
+        ("invoice_month", "STRING", "202505"),
+        ("window_start", "TIMESTAMP", datetime(2025, 4, 21, tzinfo=UTC)),
+        ("window_end", "TIMESTAMP", datetime(2025, 6, 11, tzinfo=UTC)),
+    ]
+    by_date = query.export_query(ref, P, query.partitioning("usage_date", True, "DATE"), 3)
+    assert "usage_date >= @window_start AND usage_date < @window_end" in by_date.sql
+    assert [p.value for p in by_date.params[1:]] == [date(2025, 4, 28), date(2025, 6, 4)]
+    flat = query.export_query(ref, P, query.partitioning(None, False, None), 10)
+    assert flat.sql.endswith("WHERE invoice.month = @invoice_month") and len(flat.params) == 1
+    with pytest.raises(query.BadName):
+        query.partitioning("cost", True, "FLOAT")
