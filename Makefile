@@ -30,6 +30,8 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 tools: $(TOOLS)/.installed
 
 $(TOOLS)/.installed: tools/bqemulator.lock tools/node/package.json tools/node/package-lock.json
+	# Debian's Chromium, for the report's browser test (needs root on a fresh machine).
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	rm -rf $(TOOLS)/node && mkdir -p $(TOOLS)/node
 	cp tools/node/package.json tools/node/package-lock.json $(TOOLS)/node/
 	npm ci --prefix $(TOOLS)/node --no-audit --no-fund --loglevel=error
