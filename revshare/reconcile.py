@@ -104,10 +104,25 @@ def _terms(con: duckdb.DuckDBPyConnection, config: Config, partner: str, period:
         "blended_rate": base,
         "minimum_guarantee": c.minimum_guarantee,
         "fx_policy": c.fx_policy,
+        "fx_rates": _rates_used(fx, c.currency),
         "currency": c.currency,
         "charge_categories": ", ".join(c.charge_categories),
         "tolerance": f"max({c.tolerance.absolute} {c.currency}, {c.tolerance.relative} x expected)",
     }
+
+
+def _rates_used(fx: list[tuple], reporting: str) -> str:
+    """The conversion rates a run booked, for the report: one per currency at month end,
+    or the range of daily rates."""
+    by_ccy: dict[str, list[Decimal]] = {}
+    for ccy, _, rate in fx:
+        if ccy != reporting:
+            by_ccy.setdefault(ccy, []).append(rate)
+    parts = [
+        f"{ccy} {min(r):.4f}" + (f"–{max(r):.4f}" if max(r) != min(r) else "")
+        for ccy, r in sorted(by_ccy.items())
+    ]
+    return ", ".join(parts) or "none needed"
 
 
 def lit_dec(x: Decimal) -> str:
