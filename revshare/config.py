@@ -10,25 +10,23 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import date
-from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from revshare.contracts import Contract
+from revshare.fx import FxRates
+from revshare.matching import Matching
 from revshare.periods import Period
-from revshare.schema import CHARGE_CATEGORIES, TOKEN_UNITS
+from revshare.schema import TOKEN_UNITS
+from revshare.strict import Strict
 
 _ID = r"^[a-z][a-z0-9_.-]*$"
 _CURRENCY = r"^[A-Z]{3}$"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Settings(BaseSettings):
@@ -65,14 +63,14 @@ class SourceConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
-class PartnerConfig(_Strict):
+class PartnerConfig(Strict):
     id: str = Field(pattern=_ID)
     name: str
     billing: SourceConfig | None = None
     statement: SourceConfig
 
 
-class ModelRule(_Strict):
+class ModelRule(Strict):
     model: str = Field(pattern=_ID)
     match: str = Field(description="Regular expression searched in x_SkuKey.")
 
@@ -83,7 +81,7 @@ class ModelRule(_Strict):
         return v
 
 
-class UnitRule(_Strict):
+class UnitRule(Strict):
     unit: str
     match: str
     tokens_per_unit: int | None = Field(
@@ -104,7 +102,7 @@ class UnitRule(_Strict):
         return v
 
 
-class PartnerCatalog(_Strict):
+class PartnerCatalog(Strict):
     """How one partner names the licensed models. Rules are tried in order; first match wins."""
 
     scope: str = Field(
@@ -116,12 +114,12 @@ class PartnerCatalog(_Strict):
     units: list[UnitRule]
 
 
-class LicensedModel(_Strict):
+class LicensedModel(Strict):
     id: str = Field(pattern=_ID)
     name: str
 
 
-class Catalog(_Strict):
+class Catalog(Strict):
     models: list[LicensedModel]
     partners: dict[str, PartnerCatalog]
 
@@ -135,161 +133,7 @@ class Catalog(_Strict):
         return self
 
 
-class Tolerance(_Strict):
-    """A difference is within tolerance if |diff| <= max(absolute, relative * |expected|)."""
-
-    absolute: Decimal = Field(Decimal("0.01"), ge=0)
-    relative: Decimal = Field(Decimal("0"), ge=0)
-
-
-class Tier(_Strict):
-    """From this much monthly revenue (in the contract currency) on, this rate applies."""
-
-    from_revenue: Decimal = Field(ge=0)
-    rate: Decimal = Field(ge=0, le=1)
-
-
-class Tiers(_Strict):
-    """Rates by monthly revenue. ``marginal``: each slice of revenue at its own band's rate
-    (like income tax). ``whole_volume``: the band the month's total reaches sets the rate for
-    all of it."""
-
-    mode: Literal["marginal", "whole_volume"]
-    bands: list[Tier] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _ordered_from_zero(self) -> Tiers:
-        starts = [b.from_revenue for b in self.bands]
-        if starts[0] != 0 or starts != sorted(set(starts)):
-            raise ValueError("tier bands must start at 0 and strictly increase")
-        return self
-
-
-class Contract(_Strict):
-    partner: str
-    effective_from: date
-    effective_to: date | None = Field(None, description="Exclusive; null means open-ended.")
-    share_rate: Decimal | None = Field(None, gt=0, le=1)
-    model_rates: dict[str, Decimal] = Field(default_factory=dict)
-    tiers: Tiers | None = None
-    minimum_guarantee: Decimal | None = Field(
-        None, ge=0, description="Minimum share owed for the month, in the contract currency."
-    )
-    currency: str = Field(pattern=_CURRENCY, description="Reporting currency of statements.")
-    fx_policy: Literal["month_end", "daily"] = Field(
-        "month_end",
-        description="Which rate converts billing in other currencies: the period's month-end "
-        "rate, or the rate of each line's usage day. Statements always use month-end.",
-    )
-    tolerance: Tolerance = Tolerance()
-    charge_categories: list[str] = Field(default_factory=lambda: ["Usage"])
-
-    @field_validator("charge_categories")
-    @classmethod
-    def _known_categories(cls, v: list[str]) -> list[str]:
-        bad = [c for c in v if c not in CHARGE_CATEGORIES]
-        if bad:
-            raise ValueError(f"unknown charge categories {bad}; use {CHARGE_CATEGORIES}")
-        return v
-
-    @model_validator(mode="after")
-    def _one_rate_rule(self) -> Contract:
-        if (self.share_rate is None) == (self.tiers is None):
-            raise ValueError(f"contract for {self.partner}: give share_rate or tiers, not both")
-        if self.tiers is not None and self.model_rates:
-            raise ValueError(f"contract for {self.partner}: model_rates need a flat share_rate")
-        return self
-
-    def covers(self, period: Period) -> bool:
-        start = period.first_day
-        return self.effective_from <= start and (
-            self.effective_to is None or start < self.effective_to
-        )
-
-
-class FxRates(_Strict):
-    """One unit of each currency in ``base``: month-end rates per period, and daily rates."""
-
-    base: str = Field("USD", pattern=_CURRENCY)
-    month_end: dict[str, dict[str, Decimal]] = Field(default_factory=dict)
-    daily: dict[date, dict[str, Decimal]] = Field(default_factory=dict)
-
-    @staticmethod
-    def _convert(table: dict[str, Decimal], base: str, a: str, b: str, when: str) -> Decimal:
-        if a == b:
-            return Decimal(1)
-        table = {**table, base: Decimal(1)}
-        missing = [c for c in (a, b) if c not in table]
-        if missing:
-            raise LookupError(f"no FX rate for {', '.join(missing)} on {when}")
-        return table[a] / table[b]
-
-    def rate(self, period: Period, from_ccy: str, to_ccy: str) -> Decimal:
-        """The period's month-end rate."""
-        return self._convert(
-            self.month_end.get(str(period), {}), self.base, from_ccy, to_ccy, f"month end {period}"
-        )
-
-    def rate_on(self, day: date, from_ccy: str, to_ccy: str) -> Decimal:
-        """The rate of one day (daily policy)."""
-        return self._convert(self.daily.get(day, {}), self.base, from_ccy, to_ccy, str(day))
-
-
-class MatchRule(_Strict):
-    """One matching rule. ``grain``: statement lines are matched to the billing lines that
-    share their keys (many billing lines to one statement line; with ``region`` in the keys,
-    one statement line per region to that region's billing). ``partner_total``: the
-    statement's total is held to the contract's total for the partner (minimum guarantee)."""
-
-    rule: Literal["grain", "partner_total"]
-    keys: list[Literal["model", "unit", "region"]] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _grain_keys(self) -> MatchRule:
-        if self.rule == "grain" and not {"model", "unit"} <= set(self.keys):
-            raise ValueError("a grain rule's keys must include model and unit")
-        if self.rule != "grain" and self.keys:
-            raise ValueError(f"a {self.rule} rule takes no keys")
-        return self
-
-
-class MatchRules(_Strict):
-    rules: list[MatchRule]
-
-    @model_validator(mode="after")
-    def _one_grain(self) -> MatchRules:
-        if [r.rule for r in self.rules].count("grain") != 1:
-            raise ValueError("matching needs exactly one grain rule")
-        return self
-
-    @property
-    def by_region(self) -> bool:
-        return any("region" in r.keys for r in self.rules)
-
-    @property
-    def partner_total(self) -> bool:
-        return any(r.rule == "partner_total" for r in self.rules)
-
-    def describe(self) -> str:
-        return "; ".join(
-            r.rule + (f" by {', '.join(r.keys)}" if r.keys else "") for r in self.rules
-        )
-
-
-_DEFAULT_RULES = [MatchRule(rule="grain", keys=["model", "unit"]), MatchRule(rule="partner_total")]
-
-
-class Matching(_Strict):
-    """Matching rules as data: a default, and per-partner overrides."""
-
-    default: MatchRules = MatchRules(rules=_DEFAULT_RULES)
-    partners: dict[str, MatchRules] = Field(default_factory=dict)
-
-    def for_partner(self, partner: str) -> MatchRules:
-        return self.partners.get(partner, self.default)
-
-
-class Config(_Strict):
+class Config(Strict):
     partners: dict[str, PartnerConfig]
     catalog: Catalog
     contracts: list[Contract]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 
 from revshare.db import connect
@@ -79,3 +80,41 @@ def record_run(path: Path, run: dict, sources: list[dict], tables: dict[str, pa.
         con.unregister("_t")
     con.execute("COMMIT")
     con.close()
+
+
+def partner_history(path: Path, before: str, partners: list[str], periods: int = 5) -> list[dict]:
+    """The grain rows of the latest recorded run of each (period, partner) for the ``periods``
+    periods before ``before``: what the report's trend is drawn from. Read-only, so a report
+    never creates or locks a warehouse it only looks at; an empty or older warehouse gives []."""
+    if not path.exists() or not partners:
+        return []
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        has = con.execute(
+            "SELECT count(*) FROM information_schema.tables "
+            "WHERE table_name IN ('runs', 'reconciliation')"
+        ).fetchone()[0]
+        if has < 2:
+            return []
+        cur = con.execute(
+            """
+            WITH latest AS (
+              SELECT DISTINCT r.period, g.partner, r.run_id FROM runs r
+              JOIN reconciliation g ON g.run_id = r.run_id
+              WHERE r.period < ? AND list_contains(?, g.partner)
+              QUALIFY row_number() OVER (PARTITION BY r.period, g.partner
+                                         ORDER BY r.started_at DESC, r.run_id DESC) = 1),
+            recent AS (SELECT DISTINCT period FROM latest ORDER BY period DESC LIMIT ?)
+            SELECT g.period, g.partner, g.currency, g.type, g.expected_share,
+                   g.reported_share, g.amount
+            FROM reconciliation g JOIN latest l
+              ON g.run_id = l.run_id AND g.partner = l.partner AND g.period = l.period
+            WHERE l.period IN (SELECT period FROM recent)
+            ORDER BY g.period, g.partner, g.discrepancy_id""",
+            [before, partners, periods],
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    finally:
+        con.close()
