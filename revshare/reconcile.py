@@ -1,12 +1,16 @@
 """Reconciliation of one partner's statement against its billing, in DuckDB SQL.
 
-The grain is (partner, period, model, unit) in the contract's reporting currency. Billing in
-other currencies is converted at the month-end rate from config; the rate used is kept on
-every row. All arithmetic is DECIMAL; nothing is rounded here (presentation rounds, half-even).
+The grain is (partner, period, model, unit[, region]: the matching rules) in the contract's
+reporting currency. Billing in other currencies is converted by the contract's FX policy
+(month-end or daily rates from config); the rate booked is kept on every row. Tiered
+contracts price every model at the month's blended rate; a binding minimum guarantee adds a
+partner-level top-up row. All arithmetic is DECIMAL; nothing is rounded here (presentation
+rounds, half-even).
 
 A difference is within tolerance when |diff| <= max(absolute, relative * |expected|); token
 quantities use the relative tolerance alone. The discrepancy amount is always
-reported share - expected share, so the amounts of a partner add up to its net variance.
+reported share - expected share, so the amounts of a partner add up to reported share -
+max(expected share, guarantee).
 Classification is pure: the same inputs give the same rows in the same order.
 """
 
