@@ -12,12 +12,12 @@ folders) is rejected by name: it looks similar enough to be misread silently oth
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
 import duckdb
 
+from connectors.aws_cur2 import exports
 from connectors.aws_cur2 import helpers as h
 from connectors.aws_cur2.settings import AwsCur2Settings
 from connectors.base import (
@@ -41,15 +41,38 @@ class AwsCur2Connector(Connector):
     settings_model: ClassVar[type[ConnectorSettings]] = AwsCur2Settings
     settings: AwsCur2Settings
 
-    # -- locate ---------------------------------------------------------------------------
+    # -- locate / fetch --------------------------------------------------------------------
 
     def locate(self, period: Period) -> Delivery:
         """The files the period's manifest lists, plus the manifest itself (for provenance)."""
-        root = self.local_root(self.settings.path)
+        if self.settings.remote is not None:
+            raise self.error(
+                f"this source is remote ({self.settings.path}): it is pulled with fetch(), "
+                "not read in place"
+            )
+        return self._delivery(self.local_root(self.settings.path), period)
+
+    def fetch(self, period: Period, staging: Path) -> Delivery:
+        """Local folder: ``locate``. ``s3://`` path: download the delivery the period's manifest
+        names into ``staging`` (same layout as a local mirror), then read it exactly as a
+        local one, so every local check (legacy CUR, Parquet footer, columns) applies too."""
+        loc = self.settings.remote
+        if loc is None:
+            return self.locate(period)
+        from connectors.aws_cur2 import remote  # boto3 only when pulling
+
         name = self.settings.export_name
-        manifest_rel = f"{name}/metadata/BILLING_PERIOD={period}/{name}-Manifest.json"
-        manifest_path = root / manifest_rel
-        if not manifest_path.is_file():
+        pulled = remote.pull(
+            self.settings, loc, name, period, staging, self.error, self._legacy_precheck
+        )
+        delivery = self._delivery(staging, period)
+        meta = {**delivery.metadata, "source": loc.uri(), "manifestETag": pulled.manifest_etag}
+        return Delivery(delivery.files, delivery.version, meta)
+
+    def _delivery(self, root: Path, period: Period) -> Delivery:
+        name = self.settings.export_name
+        found = exports.locate_local(root, name, period, self.error, self._legacy_precheck)
+        if found is None:
             legacy = root / name / f"{period.start:%Y%m%d}-{period.end:%Y%m%d}"
             if legacy.is_dir():
                 raise self.error(
@@ -59,48 +82,26 @@ class AwsCur2Connector(Connector):
             raise self.error(
                 f"no CUR 2.0 manifest for {period} (AWS writes it after the data files; the "
                 f"export may not have run yet) under {root}",
-                file=manifest_rel,
+                file=exports.manifest_relpath(name, period),
             )
-        manifest = self._read_manifest(manifest_path.read_bytes(), manifest_rel)
-
-        marker = f"/{name}/data/BILLING_PERIOD={period}/"
-        files: list[NativeFile] = [NativeFile(manifest_path, manifest_rel)]
-        for uri in manifest["dataFiles"]:
-            cut = uri.find(marker) if isinstance(uri, str) and uri.startswith("s3://") else -1
-            if cut < 0:
-                raise self.error(
-                    f"manifest lists {uri!r}, which is not an s3:// URI inside this export's "
-                    f"{period} partition",
-                    file=manifest_rel,
-                )
-            relpath = uri[cut + 1 :]
-            local = root / relpath
-            if not local.is_file():
-                raise self.error(
-                    f"manifest (execution {manifest['executionId']}) lists {uri} but the file "
-                    "is missing: the delivery is incomplete",
-                    file=relpath,
-                )
-            self._check_data_file(local, relpath)
-            files.append(NativeFile(local, relpath))
+        manifest = found.manifest
+        files = [NativeFile(root / manifest.relpath, manifest.relpath)]
+        for relpath in found.data:
+            self._check_data_file(root / relpath, relpath)
+            files.append(NativeFile(root / relpath, relpath))
         return Delivery(
             files=tuple(sorted(files, key=lambda f: f.relpath)),
-            version=manifest["executionId"],
+            version=manifest.execution_id,
             metadata={
-                "executionId": manifest["executionId"],
-                "exportArn": str(manifest.get("exportArn", "")),
-                "manifest": manifest_rel,
+                "executionId": manifest.execution_id,
+                "exportArn": manifest.export_arn,
+                "manifest": manifest.relpath,
                 "billingPeriod": str(period),
             },
         )
 
-    def _read_manifest(self, raw: bytes, relpath: str) -> dict[str, Any]:
-        try:
-            manifest = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise self.error(f"manifest is not valid JSON: {e}", file=relpath) from None
-        if not isinstance(manifest, dict):
-            raise self.error("manifest is not a JSON object", file=relpath)
+    def _legacy_precheck(self, manifest: dict[str, Any], relpath: str) -> None:
+        """Legacy CUR manifests look alike but lack executionId: say what they are instead."""
         if "assemblyId" in manifest or "reportKeys" in manifest:
             raise self.error(
                 h.LEGACY_MESSAGE.format(why="manifest with assemblyId/reportKeys"), file=relpath
@@ -114,13 +115,6 @@ class AwsCur2Connector(Connector):
         )
         if reason:
             raise self.error(h.LEGACY_MESSAGE.format(why=reason), file=relpath)
-        exec_id = manifest.get("executionId")
-        if not isinstance(exec_id, str) or not exec_id:
-            raise self.error("manifest has no executionId", file=relpath)
-        data = manifest.get("dataFiles")
-        if not isinstance(data, list) or not data:
-            raise self.error("manifest lists no dataFiles", file=relpath)
-        return manifest
 
     def _check_data_file(self, path: Path, relpath: str) -> None:
         """Sniff the format from the header or footer only; reading happens in normalize."""

@@ -143,7 +143,8 @@ def period_literal(period: Period) -> str:
 
 
 def scan_sql(path: Path) -> str:
-    return f"read_parquet({lit(path)}, file_row_number = true)"
+    # No hive column from the BILLING_PERIOD=YYYY-MM/ folder: the file's own columns decide.
+    return f"read_parquet({lit(path)}, file_row_number = true, hive_partitioning = false)"
 
 
 def check_sql(lay: FileLayout, period: Period) -> str:

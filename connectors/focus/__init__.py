@@ -1,4 +1,5 @@
-"""Generic FOCUS connector: FOCUS 1.0 to 1.3 files (CSV, CSV.gz, Parquet) in a local folder.
+"""Generic FOCUS connector: FOCUS 1.0 to 1.3 files (CSV, CSV.gz, Parquet) in a local folder,
+or an AWS Data Exports FOCUS export (manifest-driven), on disk or pulled from S3.
 
 FOCUS is our canonical target, so this connector maps names one to one. What it adds is the
 checking a foreign FOCUS file needs before we trust it: every header is matched by name, the
@@ -14,6 +15,7 @@ from typing import ClassVar
 
 import duckdb
 
+from connectors.aws_cur2 import exports
 from connectors.base import (
     Capabilities,
     Connector,
@@ -40,12 +42,65 @@ class FocusConnector(Connector):
     settings: FocusSettings
 
     def locate(self, period: Period) -> Delivery:
+        """The delivery on disk: the manifest's files (``export_name`` set) or the folder's."""
+        if self.settings.remote is not None:
+            raise self.error(
+                f"this source is remote ({self.settings.path}): it is pulled with fetch(), "
+                "not read in place"
+            )
+        root = self.local_root(self.settings.path)
+        if self.settings.export_name is not None:
+            return self._export_delivery(root, period)
+        return self._folder_delivery(root, period)
+
+    def fetch(self, period: Period, staging: Path) -> Delivery:
+        """Local: ``locate``. ``s3://``: pull the AWS FOCUS export's current delivery (the
+        period's manifest and exactly the files it lists) into ``staging`` in the on-disk
+        layout, then read it as a local export, so both modes share every check."""
+        loc = self.settings.remote
+        name = self.settings.export_name
+        if loc is None or name is None:
+            return self.locate(period)
+        from connectors.aws_cur2 import remote  # boto3 only when pulling
+
+        pulled = remote.pull(self.settings, loc, name, period, staging, self.error)
+        delivery = self._export_delivery(staging, period)
+        meta = {**delivery.metadata, "source": loc.uri(), "manifestETag": pulled.manifest_etag}
+        return Delivery(delivery.files, delivery.version, meta)
+
+    def _export_delivery(self, root: Path, period: Period) -> Delivery:
+        """An AWS Data Exports FOCUS export: the manifest names the files (older executions
+        stay beside the current one and must not be read); its executionId is the version."""
+        name = self.settings.export_name
+        assert name is not None
+        found = exports.locate_local(root, name, period, self.error)
+        if found is None:
+            raise self.error(
+                f"no Data Exports manifest for {period} under {root} (AWS writes it after the "
+                "data files; the export may not have run yet)",
+                file=exports.manifest_relpath(name, period),
+            )
+        for rel in found.data:
+            if h.data_format(rel) is None:
+                raise self.error("manifest lists a file that is not CSV or Parquet", file=rel)
+        rels = [found.manifest.relpath, *found.data]
+        return Delivery(
+            files=tuple(NativeFile(root / r, r) for r in sorted(rels)),
+            version=found.manifest.execution_id,
+            metadata={
+                "executionId": found.manifest.execution_id,
+                "exportArn": found.manifest.export_arn,
+                "manifest": found.manifest.relpath,
+                "files": str(len(found.data)),
+            },
+        )
+
+    def _folder_delivery(self, root: Path, period: Period) -> Delivery:
         """Every data file under the folder, sorted by relative path.
 
         A FOCUS folder has no standard period layout, so the period is applied when reading
         (BillingPeriodStart); the delivery is simply the folder's current data files.
         """
-        root = self.local_root(self.settings.path)
         if not root.is_dir():
             raise self.error(f"FOCUS folder {root} does not exist")
         found: list[NativeFile] = []
@@ -66,16 +121,22 @@ class FocusConnector(Connector):
         return Delivery(files=tuple(found), metadata={"files": str(len(found))})
 
     def normalize_sql(self, ctx: NormalizeContext) -> str:
-        if not ctx.files:
+        # An export's snapshot also holds its manifest (provenance); only data files are read.
+        data = [f for f in ctx.files if not self._is_manifest(f)]
+        if not data:
             raise self.error(f"no files in snapshot {ctx.snapshot_id}")
         con = duckdb.connect()
         try:
-            parts = [self._file_sql(con, ctx, relpath) for relpath in ctx.files]
+            parts = [self._file_sql(con, ctx, relpath) for relpath in data]
         finally:
             con.close()
         union = "\nUNION ALL\n".join(f"({p})" for p in parts)
         # One deterministic order, so reruns over the same snapshot give identical output.
         return f'SELECT * FROM (\n{union}\n) ORDER BY "x_SourceFile", "x_SourceRow"'
+
+    def _is_manifest(self, relpath: str) -> bool:
+        name = self.settings.export_name
+        return name is not None and relpath.endswith(f"/{name}-Manifest.json")
 
     # -- per file -------------------------------------------------------------------------
 

@@ -109,11 +109,14 @@ def scan_sql(path: Path, fmt: str) -> str:
     NULL and empty fields as null, and WITH ORDINALITY, which numbers rows in the order the
     reader returns them, i.e. file order (DuckDB computes it as row_number() OVER () on the
     source, an order-preserving operator). Parquet: the reader's own file_row_number.
+    Hive partitioning is off: AWS exports sit under ``BILLING_PERIOD=YYYY-MM/`` folders, and
+    DuckDB would otherwise append that as a column after the row number.
     """
     if fmt == "parquet":
-        return f"read_parquet({lit(path)}, file_row_number = true)"
+        return f"read_parquet({lit(path)}, file_row_number = true, hive_partitioning = false)"
     return (
         f"(SELECT * FROM read_csv({lit(path)}, header = true, all_varchar = true, "
+        "hive_partitioning = false, "
         f"nullstr = {lit_list(['NULL', ''])}, strict_mode = true) WITH ORDINALITY)"
     )
 

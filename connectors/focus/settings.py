@@ -1,27 +1,42 @@
-"""Settings of the generic FOCUS connector (``type: focus`` in config/partners.yaml)."""
+"""Settings of the generic FOCUS connector (``type: focus`` in config/partners.yaml).
+
+Three modes, chosen by ``path`` and ``export_name``:
+
+- plain folder (no ``export_name``): every FOCUS data file under ``path``;
+- AWS Data Exports layout on disk (``export_name`` set, local ``path``): the files the period's
+  manifest lists, as AWS delivers a "FOCUS 1.2 with AWS columns" export;
+- the same export pulled from S3 (``path: s3://bucket/prefix`` and ``export_name``).
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Literal
 
-from pydantic import field_validator
+from pydantic import field_validator, model_validator
 
+from connectors.aws_cur2.s3config import S3Location, S3Options, is_s3_uri, parse_s3_uri
+from connectors.aws_cur2.settings import check_export_name
 from connectors.base import ConnectorSettings
 
 _COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class FocusSettings(ConnectorSettings):
+class FocusSettings(ConnectorSettings, S3Options):
     """Where the FOCUS files sit and which column carries the catalog's native key."""
 
     type: Literal["focus"]
-    #: Folder holding the FOCUS files; relative paths resolve against the data folder.
+    #: Folder holding the FOCUS files (relative paths resolve against the data folder), or
+    #: ``s3://BUCKET/PREFIX``, the S3 destination of an AWS Data Exports FOCUS export.
     path: str
-    #: Which files under ``path`` to read; only .csv, .csv.gz and .parquet matches are kept.
+    #: Which files under ``path`` to read in plain-folder mode; only .csv, .csv.gz and
+    #: .parquet matches are kept. Unused when ``export_name`` is set (the manifest decides).
     glob: str = "**/*"
+    #: Name of the AWS Data Exports export: read ``EXPORT/metadata/BILLING_PERIOD=YYYY-MM/
+    #: EXPORT-Manifest.json`` and exactly the files it lists. Required with an s3:// path.
+    export_name: str | None = None
     #: Column whose value becomes x_SkuKey. SkuId is FOCUS's own; providers' x_ columns (e.g.
-    #: Azure's x_SkuMeterName) work too. Null values fall back to ChargeDescription.
+    #: Azure's x_SkuMeterName, AWS's x_UsageType) work too. Nulls fall back to ChargeDescription.
     sku_key_column: str = "SkuId"
     #: Keep only rows whose ProviderName (1.3: ServiceProviderName) equals this value, for
     #: datasets that mix several providers (the FinOps Foundation sample does).
@@ -34,3 +49,32 @@ class FocusSettings(ConnectorSettings):
         if not _COLUMN.match(v):
             raise ValueError(f"sku_key_column must be a plain column name, got {v!r}")
         return v
+
+    @field_validator("export_name")
+    @classmethod
+    def _export(cls, v: str | None) -> str | None:
+        return None if v is None else check_export_name(v)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if is_s3_uri(v):
+            parse_s3_uri(v)
+        return v
+
+    @model_validator(mode="after")
+    def _modes(self) -> FocusSettings:
+        if self.remote is not None and self.export_name is None:
+            raise ValueError(
+                "an s3:// path needs export_name: the export's manifest says which files to read"
+            )
+        if self.remote is None and self.remote_fields_set():
+            raise ValueError(
+                f"{', '.join(self.remote_fields_set())} only apply when path is an s3:// URI"
+            )
+        return self
+
+    @property
+    def remote(self) -> S3Location | None:
+        """The S3 location when the source is remote, else None (a local folder)."""
+        return parse_s3_uri(self.path) if is_s3_uri(self.path) else None

@@ -397,3 +397,38 @@ def test_legacy_manifest_and_layout_are_rejected(tmp_path: Path) -> None:
     (other / EXPORT / "20250501-20250601" / "0b5f9c4e").mkdir(parents=True)
     with pytest.raises(SourceError, match="legacy period folder"):
         _connector(other).locate(MAY)
+
+
+# -- settings for pulling from S3 (the pull itself: tests/cloud/test_aws_s3.py) ---------------
+
+
+def test_s3_settings_validate_names_and_never_echo_secrets() -> None:
+    s = AwsCur2Settings(type="aws_cur2", path="s3://acme-billing.exports/cur2/", export_name=EXPORT)
+    assert s.remote is not None
+    assert (s.remote.bucket, s.remote.prefix) == ("acme-billing.exports", "cur2")
+    assert s.remote.uri(f"{EXPORT}/x") == f"s3://acme-billing.exports/cur2/{EXPORT}/x"
+    assert AwsCur2Settings(type="aws_cur2", path="local", export_name=EXPORT).remote is None
+    for bucket in ["ab", "Upper", "a..b", "-dash", "192.168.0.1", "xn--abc", "name-s3alias",
+                   "a" * 64, "under_score"]:  # fmt: skip
+        with pytest.raises(ValueError, match="invalid S3 bucket name"):
+            AwsCur2Settings(type="aws_cur2", path=f"s3://{bucket}/p", export_name=EXPORT)
+    for prefix in ["a//b", "a/../b", "a\\b"]:
+        with pytest.raises(ValueError, match="invalid S3 prefix"):
+            AwsCur2Settings(type="aws_cur2", path=f"s3://bkt-1/{prefix}", export_name=EXPORT)
+    with pytest.raises(ValueError, match="only apply when path is an s3:// URI"):
+        AwsCur2Settings(type="aws_cur2", path="local", export_name=EXPORT, region="us-east-1")
+    with pytest.raises(ValueError) as e:
+        AwsCur2Settings(type="aws_cur2", path="s3://bkt-1", export_name=EXPORT,
+                        endpoint_url="https://AKIA:hunter2secret@s3.example.com")  # fmt: skip
+    assert "hunter2secret" not in str(e.value)
+
+
+def test_remote_source_is_fetched_not_located(tmp_path: Path) -> None:
+    s = AwsCur2Settings(type="aws_cur2", path="s3://bkt-1/cur2", export_name=EXPORT)
+    with pytest.raises(SourceError, match="pulled with fetch"):
+        AwsCur2Connector(s, tmp_path, "aws/billing").locate(MAY)
+    # A local source's fetch is its locate: files are read where they are, staging unused.
+    aws.write(_month(), MAY, tmp_path / "local", export_name=EXPORT)
+    conn = _connector(tmp_path / "local")
+    assert conn.fetch(MAY, tmp_path / "staging") == conn.locate(MAY)
+    assert not (tmp_path / "staging").exists()

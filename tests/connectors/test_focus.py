@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import json
 import shutil
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -300,3 +301,73 @@ def test_locate_without_files(tmp_path: Path) -> None:
         _connector(tmp_path / "empty").locate(SEP)
     with pytest.raises(SourceError, match="does not exist"):
         _connector(tmp_path / "nowhere").locate(SEP)
+
+
+# -- AWS Data Exports layout (a "FOCUS 1.2 with AWS columns" export) ---------------------------
+
+EXPORT = "acme-focus"
+
+
+def _aws_export(root: Path, exec_id: str, rows: list[dict[str, str]]) -> list[str]:
+    """One execution of a Data Exports FOCUS export on disk; the manifest points at it."""
+    part = f"{EXPORT}/data/BILLING_PERIOD={SEP}/{exec_id}"
+    rel = f"{part}/{EXPORT}-00001.csv.gz"
+    _write_csv(root / rel, rows, list(rows[0]))
+    man = f"{EXPORT}/metadata/BILLING_PERIOD={SEP}/{EXPORT}-Manifest.json"
+    (root / man).parent.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "executionId": exec_id,
+        "exportArn": "arn:aws:bcm-data-exports:us-east-1:111122223333:export/x",
+        "columns": [],
+        "dataFiles": [f"s3://bkt-1/pre/{rel}"],
+    }
+    (root / man).write_text(json.dumps(manifest))
+    return [man, rel]
+
+
+def test_aws_export_layout_reads_only_the_manifest_files(tmp_path: Path) -> None:
+    rows = _sample_rows()
+    aws_rows = [r for r in rows if r["ProviderName"] == "AWS"][:30]
+    _aws_export(tmp_path, "exec-1", aws_rows)
+    newer = [dict(r, BilledCost="1.5") for r in aws_rows[:10]]
+    files = _aws_export(tmp_path, "exec-2", newer)  # rewrites the manifest
+
+    conn = _connector(tmp_path, export_name=EXPORT)
+    delivery = conn.locate(SEP)
+    assert delivery.version == "exec-2"
+    assert [f.relpath for f in delivery.files] == sorted(files)
+    t = _normalize(conn, tmp_path, SEP)  # the manifest in the delivery is not read as data
+    assert t.num_rows == 10 and set(t.column("BilledCost").to_pylist()) == {Decimal("1.5")}
+    assert set(t.column("x_SourceFile").to_pylist()) == {files[1]}
+    # The plain-folder mode over the same tree would read both executions: the manifest matters.
+    assert len(_connector(tmp_path).locate(SEP).files) == 2
+
+
+def test_aws_export_layout_errors(tmp_path: Path) -> None:
+    conn = _connector(tmp_path, export_name=EXPORT)
+    with pytest.raises(SourceError, match="no Data Exports manifest") as e:
+        conn.locate(SEP)
+    assert e.value.file == f"{EXPORT}/metadata/BILLING_PERIOD=2024-09/{EXPORT}-Manifest.json"
+    _, data = _aws_export(tmp_path, "exec-1", _sample_rows()[:3])
+    (tmp_path / data).unlink()
+    with pytest.raises(SourceError, match="delivery is incomplete") as e:
+        conn.locate(SEP)
+    assert e.value.file == data
+
+
+def test_remote_settings() -> None:
+    s = FocusSettings(type="focus", path="s3://my-billing/exports", export_name=EXPORT,
+                      endpoint_url="http://127.0.0.1:9000", region="eu-west-1")  # fmt: skip
+    assert s.remote is not None and (s.remote.bucket, s.remote.prefix) == ("my-billing", "exports")
+    with pytest.raises(SourceError, match="pulled with fetch"):
+        FocusConnector(s, Path("."), "x/billing").locate(SEP)
+    bad = [
+        {"path": "s3://my-billing/exports"},  # no export_name: no manifest to drive the pull
+        {"path": "s3://My_Billing/x", "export_name": EXPORT},
+        {"path": "s3://bk/x", "export_name": EXPORT},
+        {"path": "local/folder", "endpoint_url": "http://127.0.0.1:9000"},
+        {"path": "s3://my-billing", "export_name": "../x"},
+    ]
+    for kw in bad:
+        with pytest.raises(ValueError):
+            FocusSettings(type="focus", **kw)
