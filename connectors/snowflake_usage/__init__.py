@@ -1,10 +1,11 @@
-"""Snowflake usage views (Cortex AI), from a local folder of Parquet unloads.
+"""Snowflake usage views (Cortex AI), from a local folder of Parquet unloads or a live account.
 
 Reads CORTEX_FUNCTIONS_USAGE_HISTORY (per account), RATE_SHEET_DAILY and
 USAGE_IN_CURRENCY_DAILY as unloaded per period (layout in README.md). Cortex rows are credits
 only, so each is priced with the rate sheet's ai_services rate for its date; the daily view
 adds every other usage type. See README.md for the mapping and why ai_services consumption is
-taken from the Cortex view and not from the daily view.
+taken from the Cortex view and not from the daily view. With ``account`` in the settings,
+``fetch`` queries the views (``remote.py``, SDK loaded only then) into the same layout.
 """
 
 from __future__ import annotations
@@ -41,7 +42,21 @@ class SnowflakeUsageConnector(Connector):
     @property
     def root(self) -> Path:
         assert isinstance(self.settings, SnowflakeUsageSettings)
+        if self.settings.path is None:
+            raise self.error("remote source (settings give `account`): use fetch, not locate")
         return self.local_root(self.settings.path)
+
+    # -- fetch ----------------------------------------------------------------------------
+
+    def fetch(self, period: Period, staging: Path) -> Delivery:
+        """Remote mode (``account`` set): query the views into ``staging`` in the unload
+        layout, version = hash of the pulled content. Local mode: ``locate``."""
+        assert isinstance(self.settings, SnowflakeUsageSettings)
+        if not self.settings.remote:
+            return self.locate(period)
+        from connectors.snowflake_usage.remote import pull
+
+        return pull(self, period, staging)
 
     # -- locate ---------------------------------------------------------------------------
 

@@ -328,3 +328,65 @@ def test_null_credits_named_by_file_row_column(tmp_path: Path) -> None:
         conn.normalize_sql(ctx)
     assert (err.value.file, err.value.row, err.value.column) == (CORTEX_REL, 3, "TOKEN_CREDITS")
     assert str(err.value).startswith("snowflake/billing: ")
+
+
+# -- remote-mode settings and queries (no server needed; the pulls are in tests/cloud) --------
+
+
+def _remote_settings(**kw: object) -> SnowflakeUsageSettings:
+    base: dict[str, object] = {"account": "myorg-acct", "user": "READER", "password_env": "SF_PW"}
+    return SnowflakeUsageSettings(**{**base, **kw})
+
+
+def test_local_fetch_is_locate(tmp_path: Path) -> None:
+    _, conn, _ = _written(tmp_path)
+    assert conn.fetch(P, tmp_path / "unused-staging") == conn.locate(P)
+    assert not (tmp_path / "unused-staging").exists()
+
+
+def test_remote_settings_choose_the_mode() -> None:
+    s = _remote_settings(usage_view="snowflake.organization_usage.usage_in_currency_daily")
+    assert s.remote and s.usage_view == "SNOWFLAKE.ORGANIZATION_USAGE.USAGE_IN_CURRENCY_DAILY"
+    assert s.cortex_view == "SNOWFLAKE.ACCOUNT_USAGE.CORTEX_FUNCTIONS_USAGE_HISTORY"
+    assert not SnowflakeUsageSettings(path="x").remote
+    conn = SnowflakeUsageConnector(s, data_dir=Path("."), source_name="snowflake/billing")
+    with pytest.raises(SourceError, match="use fetch"):
+        conn.locate(P)
+
+
+@pytest.mark.parametrize(
+    ("kw", "msg"),
+    [
+        ({"usage_view": 'SNOWFLAKE.ORGANIZATION_USAGE."X"; DROP TABLE T'}, "database.schema.view"),
+        ({"rate_view": "ORGANIZATION_USAGE.RATE_SHEET_DAILY"}, "database.schema.view"),
+        ({"cortex_view": "SNOWFLAKE.ACCOUNT_USAGE.1BAD"}, "database.schema.view"),
+        ({"warehouse": "WH; USE ROLE ACCOUNTADMIN"}, "identifier"),
+        ({"password_env": None}, "exactly one of"),
+        ({"private_key_path_env": "SF_KEY"}, "exactly one of"),
+        ({"user": None}, "needs `user`"),
+        ({"password_env": "NOT-A-VAR"}, "environment variable name"),
+        ({"account_locator": "XY12345"}, "both account_locator and region"),
+    ],
+)
+def test_remote_settings_are_validated(kw: dict[str, object], msg: str) -> None:
+    with pytest.raises(ValueError, match=msg):
+        _remote_settings(**kw)
+    with pytest.raises(ValueError, match="`path`"):
+        SnowflakeUsageSettings()
+
+
+def test_remote_queries_quote_names_and_bind_values() -> None:
+    from connectors.snowflake_usage.remote_sql import queries
+
+    cortex, daily, rates = queries(_remote_settings(), P)
+    assert 'FROM "SNOWFLAKE"."ACCOUNT_USAGE"."CORTEX_FUNCTIONS_USAGE_HISTORY"' in cortex.sql
+    assert 'CURRENT_ACCOUNT() AS "ACCOUNT_LOCATOR", CURRENT_REGION() AS "REGION"' in cortex.sql
+    assert cortex.params == (("TIMESTAMP_TZ", P.start), ("TIMESTAMP_TZ", P.end))
+    assert 'FROM "SNOWFLAKE"."ORGANIZATION_USAGE"."USAGE_IN_CURRENCY_DAILY"' in daily.sql
+    assert '"ACCOUNT_LOCATOR" = CURRENT_ACCOUNT()' in daily.sql
+    assert daily.params == rates.params == (P.first_day, P.end.date())
+    assert "2025" not in cortex.sql + daily.sql + rates.sql  # the period is bound, not pasted
+    assert all("SUM(" not in q.sql.upper() for q in (cortex, daily, rates))  # rows, not sums
+    pinned = queries(_remote_settings(account_locator="XY12345", region="AWS_US_WEST_2"), P)
+    assert "XY12345" not in pinned[0].sql and pinned[0].params[:2] == ("XY12345", "AWS_US_WEST_2")
+    assert pinned[1].params == (P.first_day, P.end.date(), "XY12345", "AWS_US_WEST_2")
