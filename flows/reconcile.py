@@ -19,6 +19,7 @@ from prefect.utilities.annotations import quote
 from connectors import build_connector
 from connectors.base import Connector, NormalizeContext
 from expectations.adapter import validate_parquet
+from flows.credentials import block_credentials
 from revshare import ledger
 from revshare.config import Config, Settings, load_config
 from revshare.db import connect
@@ -104,8 +105,9 @@ def _source(
     try:
         if source is None:
             raise SourceError(f"{pid}/{kind}", "no source configured")
-        connector = build_connector(source, settings.data_dir, f"{pid}/{kind}")
-        snap = extract_task(connector, period, settings.landing_dir / pid / kind / str(period))
+        with block_credentials(source, f"{pid}/{kind}") as resolved:
+            connector = build_connector(resolved, settings.data_dir, f"{pid}/{kind}")
+            snap = extract_task(connector, period, settings.landing_dir / pid / kind / str(period))
         so.snapshot_id = snap.id
         ctx = NormalizeContext(pid, period, snap.id, snap.dir, snap.files)
         norm = normalize_task(
