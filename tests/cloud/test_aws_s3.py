@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -30,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, SHARED_DATA
+from servers import free_port, serve, tool
 
 from connectors.aws_cur2 import AwsCur2Connector, AwsCur2Settings
 from connectors.base import Connector, NormalizeContext, SourceError
@@ -52,62 +48,18 @@ SKU = "USE1-Llama3-3-70B-input-tokens"
 CATEGORY = {"usage": "Usage", "tax": "Tax", "credit": "Credit", "refund": "Credit"}
 
 
-def _moto_server() -> Path:
-    tools = Path(os.environ.get("REVSHARE_TOOLS_DIR", REPO / "var" / "tools"))
-    for cand in (REPO / ".venv" / "bin" / "moto_server", tools / "moto_server"):
-        if cand.exists():
-            return cand
-    pytest.fail("moto_server not found: run `make tools` (and `make install`)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-# -- servers -----------------------------------------------------------------------------------
-
-
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A moto S3 server on a free port, stopped (group terminate, then kill) whatever happens."""
-    port = _free_port()
-    logf = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
-    proc = subprocess.Popen(
-        [str(_moto_server()), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=logf,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        cwd=logf.name.rsplit("/", 1)[0],
-    )
+    """A moto S3 server on a free port (see servers.py: stopped whatever happens)."""
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"moto_server exited with {proc.returncode}; see {logf.name}")
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("moto_server did not answer within 60 s")
-                time.sleep(0.1)
+    exe = tool(REPO / ".venv" / "bin" / "moto_server")
+    with serve(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+        f"{url}/moto-api/",
+        tmp_path_factory.mktemp("moto"),
+    ):
         yield url
-    finally:
-        _stop(proc)
-        logf.close()
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 Headers = list[tuple[str, str]]

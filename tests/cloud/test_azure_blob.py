@@ -7,19 +7,13 @@ HTTP. Transient failures come from a small local proxy that answers 503 before f
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import logging
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
@@ -30,6 +24,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
+from servers import free_port, serve, tool
 
 from connectors.azure_cost import AzureCostConnector, AzureCostSettings
 from connectors.base import Delivery, NormalizeContext, SourceError
@@ -58,56 +53,26 @@ def _conn_str(port: int, key: str = KEY) -> str:
             f"BlobEndpoint=http://127.0.0.1:{port}/{ACCOUNT};")  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Terminate the server's process group, then kill it if it lingers."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """An Azurite blob server on a free port with its data in tmp; yields the port."""
-    if not os.access(AZURITE, os.X_OK):
-        pytest.fail(f"Azurite not found at {AZURITE}: run `make tools`")
+    exe = tool(AZURITE)
     data = tmp_path_factory.mktemp("azurite")
-    port = _free_port()
-    log = (data / "azurite.log").open("wb")
-    proc = subprocess.Popen(
-        [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-         "--location", str(data / "store"), "--disableTelemetry", "--skipApiVersionCheck"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"Azurite exited: {(data / 'azurite.log').read_text()[-2000:]}")
-            try:  # any HTTP answer means it is serving (400/403 without credentials)
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/{ACCOUNT}?comp=list", timeout=2)
-                break
-            except urllib.error.HTTPError:
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("Azurite did not answer within 60 s")
-                time.sleep(0.1)
+    port = free_port()
+    cmd = [
+        str(exe),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--location",
+        str(data / "store"),
+        "--disableTelemetry",
+        "--skipApiVersionCheck",
+    ]
+    # Any HTTP answer means it is serving (400/403 without credentials).
+    with serve(cmd, f"http://127.0.0.1:{port}/{ACCOUNT}?comp=list", data):
         yield port
-    finally:
-        _stop(proc)
-        log.close()
 
 
 # -- a tiny fault-injecting proxy ---------------------------------------------------------------
