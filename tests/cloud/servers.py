@@ -84,3 +84,54 @@ def serve(
     finally:
         stop(proc)
         log.close()
+
+
+# Azurite's published development account (learn.microsoft.com, "Use Azurite"): not a secret.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+def azurite_connection_string(port: int, key: str = AZURITE_KEY) -> str:
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={key};"
+        f"BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
+    )
+
+
+# Fixtures: a test module imports the ones it uses (`from servers import moto`).
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's S3 server; yields its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    exe = tool(REPO / ".venv" / "bin" / "moto_server")
+    with serve(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+        f"{url}/moto-api/",
+        tmp_path_factory.mktemp("moto"),
+    ):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """An Azurite blob server with its data in tmp; yields its port."""
+    exe = tool(TOOLS / "node" / "node_modules" / ".bin" / "azurite-blob")
+    data = tmp_path_factory.mktemp("azurite")
+    port = free_port()
+    cmd = [
+        str(exe),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--location",
+        str(data / "store"),
+        "--disableTelemetry",
+        "--skipApiVersionCheck",
+    ]
+    # Any HTTP answer means it is serving (400/403 without credentials).
+    with serve(cmd, f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}?comp=list", data):
+        yield port

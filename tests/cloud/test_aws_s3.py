@@ -24,8 +24,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO, SHARED_DATA
-from servers import free_port, serve, tool
+from conftest import SHARED_DATA
+from servers import moto  # noqa: F401 (fixtures)
 
 from connectors.aws_cur2 import AwsCur2Connector, AwsCur2Settings
 from connectors.base import Connector, NormalizeContext, SourceError
@@ -46,20 +46,6 @@ PREFIX = "exports/cur2"
 SECRET = "wJalrXUtnFEMI-test-secret-never-printed"
 SKU = "USE1-Llama3-3-70B-input-tokens"
 CATEGORY = {"usage": "Usage", "tax": "Tax", "credit": "Credit", "refund": "Credit"}
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A moto S3 server on a free port (see servers.py: stopped whatever happens)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    exe = tool(REPO / ".venv" / "bin" / "moto_server")
-    with serve(
-        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
-        f"{url}/moto-api/",
-        tmp_path_factory.mktemp("moto"),
-    ):
-        yield url
 
 
 Headers = list[tuple[str, str]]

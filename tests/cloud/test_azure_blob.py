@@ -14,7 +14,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,7 +24,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
-from servers import free_port, serve, tool
+from servers import AZURITE_ACCOUNT, AZURITE_KEY, azurite, azurite_connection_string  # noqa: F401 (fixtures)
 
 from connectors.azure_cost import AzureCostConnector, AzureCostSettings
 from connectors.base import Delivery, NormalizeContext, SourceError
@@ -38,9 +38,8 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = Path(os.environ.get("REVSHARE_TOOLS_DIR", REPO / "var" / "tools"))
 AZURITE = TOOLS / "node" / "node_modules" / ".bin" / "azurite-blob"
-ACCOUNT = "devstoreaccount1"
-# Azurite's published development key (learn.microsoft.com, "Use Azurite"): not a secret.
-KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+ACCOUNT = AZURITE_ACCOUNT
+KEY = AZURITE_KEY
 WRONG_KEY = "QmFkS2V5" * 11 + "QQ=="
 PERIOD = Period(2026, 8)
 EXPORT = "revshare-foundry"
@@ -49,30 +48,7 @@ ENV = "REVSHARE_TEST_AZURE_CONN"
 
 
 def _conn_str(port: int, key: str = KEY) -> str:
-    return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={key};"
-            f"BlobEndpoint=http://127.0.0.1:{port}/{ACCOUNT};")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """An Azurite blob server on a free port with its data in tmp; yields the port."""
-    exe = tool(AZURITE)
-    data = tmp_path_factory.mktemp("azurite")
-    port = free_port()
-    cmd = [
-        str(exe),
-        "--blobHost",
-        "127.0.0.1",
-        "--blobPort",
-        str(port),
-        "--location",
-        str(data / "store"),
-        "--disableTelemetry",
-        "--skipApiVersionCheck",
-    ]
-    # Any HTTP answer means it is serving (400/403 without credentials).
-    with serve(cmd, f"http://127.0.0.1:{port}/{ACCOUNT}?comp=list", data):
-        yield port
+    return azurite_connection_string(port, key)
 
 
 # -- a tiny fault-injecting proxy ---------------------------------------------------------------

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
-from servers import REPO, free_port, serve, tool
+from servers import azurite, azurite_connection_string, moto  # noqa: F401 (fixtures)
 
 from connectors import build_connector
 from flows.credentials import block_credentials
@@ -25,19 +24,6 @@ from revshare.stages import extract
 pytestmark = pytest.mark.integration
 P = Period.parse("2026-10")
 SECRET = "planted-Secret-7f3a9c-do-not-log"
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    exe = tool(REPO / ".venv" / "bin" / "moto_server")
-    with serve(
-        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
-        f"{url}/moto-api/",
-        tmp_path_factory.mktemp("moto"),
-    ):
-        yield url
 
 
 @pytest.fixture()
@@ -96,68 +82,38 @@ def test_aws_block_supplies_credentials_for_one_pull_only(
 
 
 def test_azure_block_connection_string_against_azurite(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, prefect_api
+    azurite: int, tmp_path: Path, prefect_api
 ) -> None:
     from azure.storage.blob import BlobServiceClient
     from prefect_azure import AzureBlobStorageCredentials
 
     from revshare.generate import azure as azure_writer
 
-    port = free_port()
-    account, key = (
-        "devstoreaccount1",
-        (
-            "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-        ),
+    conn = azurite_connection_string(azurite)
+    rng = __import__("numpy").random.default_rng(2)
+    lines = finalize(to_gen_lines("azure", P, draw_lines("azure", P, 40, rng, combos("azure"))))
+    root = tmp_path / "src"
+    azure_writer.write(lines, P, root, export_name="exp")
+    container = BlobServiceClient.from_connection_string(conn).create_container("costs")
+    for f in root.rglob("*"):
+        if f.is_file():
+            with f.open("rb") as fh:
+                container.upload_blob(f.relative_to(root).as_posix(), fh)
+    AzureBlobStorageCredentials(connection_string=conn).save("costs", overwrite=True)
+    source = SourceConfig(
+        type="azure_cost",
+        container="costs",
+        path="",
+        export_name="exp",
+        credentials_block="azure-blob-storage-credentials/costs",
     )
-    conn = (
-        f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};"
-        f"BlobEndpoint=http://127.0.0.1:{port}/{account};"
-    )
-    exe = tool(
-        Path(os.environ.get("REVSHARE_TOOLS_DIR", REPO / "var" / "tools"))
-        / "node"
-        / "node_modules"
-        / ".bin"
-        / "azurite-blob"
-    )
-    work = tmp_path_factory.mktemp("azurite")
-    cmd = [
-        str(exe),
-        "--blobHost",
-        "127.0.0.1",
-        "--blobPort",
-        str(port),
-        "--location",
-        str(work / "store"),
-        "--disableTelemetry",
-        "--skipApiVersionCheck",
-    ]
-    with serve(cmd, f"http://127.0.0.1:{port}/{account}?comp=list", work):
-        rng = __import__("numpy").random.default_rng(2)
-        lines = finalize(to_gen_lines("azure", P, draw_lines("azure", P, 40, rng, combos("azure"))))
-        root = tmp_path / "src"
-        azure_writer.write(lines, P, root, export_name="exp")
-        container = BlobServiceClient.from_connection_string(conn).create_container("costs")
-        for f in root.rglob("*"):
-            if f.is_file():
-                with f.open("rb") as fh:
-                    container.upload_blob(f.relative_to(root).as_posix(), fh)
-        AzureBlobStorageCredentials(connection_string=conn).save("costs", overwrite=True)
-        source = SourceConfig(
-            type="azure_cost",
-            container="costs",
-            path="",
-            export_name="exp",
-            credentials_block="azure-blob-storage-credentials/costs",
+    with block_credentials(source, "azure/billing") as resolved:
+        snap = extract(
+            build_connector(resolved, tmp_path, "azure/billing"), P, tmp_path / "landing"
         )
-        with block_credentials(source, "azure/billing") as resolved:
-            snap = extract(
-                build_connector(resolved, tmp_path, "azure/billing"), P, tmp_path / "landing"
-            )
-            env_name = resolved.connector_settings()["connection_string_env"]
-        assert any(f.endswith(".csv.gz") for f in snap.files)
-        assert env_name not in os.environ
+        env_name = resolved.connector_settings()["connection_string_env"]
+    assert any(f.endswith(".csv.gz") for f in snap.files)
+    assert env_name not in os.environ
 
 
 def test_unknown_block_is_a_clear_source_error(prefect_api) -> None:
