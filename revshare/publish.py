@@ -16,14 +16,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from revshare import __version__, ledger
+from revshare import __version__, ledger, packets
 from revshare.config import Config
 from revshare.db import connect
 from revshare.discrepancies import MATCHED, TITLES
 from revshare.outcome import PartnerOutcome
 from revshare.periods import Period
 from revshare.reconcile import PartnerResult
-from revshare.report import render_report
+from revshare.report import partner_figures, render_report, software_versions
 from revshare.runs import RunPaths
 
 #: Lines per discrepancy shown in the HTML report; all of them are in the Parquet file.
@@ -151,18 +151,34 @@ def publish(
         "finished_at": finished.isoformat(), "status": status, "version": __version__,
         "sources": [s.ledger_row() for o in outcomes for s in o.sources],
     }  # fmt: skip
+    meta["software"] = software_versions()
+    grain_rows = grain.to_pylist() if grain is not None else []
+    # The trend reads the warehouse even in a dry run (read-only); it sits beside runs/.
+    history = ledger.partner_history(
+        warehouse or paths.root.parent.parent / "warehouse.duckdb",
+        str(period),
+        [r.partner for r in results],
+    )
     docs = sorted(paths.data_docs.glob("**/local_site/index.html"))
     html = render_report(
         data_docs=docs[0].relative_to(paths.root).as_posix() if docs else None,
         meta=meta,
-        summary=summary_rows,
+        grain=grain_rows,
+        history=history,
         discrepancies=disc_rows,
         lines=_lines_by_discrepancy(lines),
         outcomes=outcomes,
-        titles=TITLES,
         terms=[r.terms for r in results],
         revisions=revisions.to_pylist() if revisions is not None else [],
         restated=_restated_summary(restated),
+    )
+    packets.write_packets(
+        paths.root / "packets",
+        period=str(period),
+        run_id=run_id,
+        partners=partner_figures(grain_rows, outcomes),
+        grain=grain_rows,
+        lines=lines,
     )
     _atomic_write(paths.report, lambda p: p.write_text(html))
     _atomic_write(

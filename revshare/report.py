@@ -1,11 +1,30 @@
-"""The HTML report: one self-contained file (inline CSS and JS, no network) a finance reader
-can open, read and forward. Jinja2 autoescaping is on, so partner-supplied text is escaped."""
+"""The HTML report: one self-contained file (inline CSS, SVG and a little JS, no network) that a
+finance reader can open offline, read, print and forward.
+
+Jinja2 autoescaping is on, so partner-supplied text (statement ids, SKUs, file names) is
+escaped. Figures are rounded only here, half-even to each currency's minor unit, and every
+total is the sum of the rounded rows it sits under (``money.add``): a reader adding a column
+by hand gets the total printed beneath it.
+"""
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+import platform
+from collections import defaultdict
+from collections.abc import Iterable
+from decimal import Decimal
+from importlib import metadata
 
 from jinja2 import Environment, PackageLoader, Undefined, select_autoescape
+from markupsafe import Markup, escape
+
+from revshare import charts
+from revshare.discrepancies import MATCHED, TITLES
+from revshare.money import add, fmt_money, fmt_qty, locale_name, rounded
+
+#: Packages whose versions a run's numbers depend on (reported in run metadata).
+SOFTWARE = ("revshare-recon", "duckdb", "pyarrow", "great-expectations", "prefect", "jinja2",
+            "babel", "openpyxl")  # fmt: skip
 
 _env = Environment(
     loader=PackageLoader("revshare", "templates"),
@@ -15,23 +34,159 @@ _env = Environment(
 )
 
 
-def money(x: Decimal | None, currency: str = "", places: int = 2) -> str:
-    """Half-even to the minor unit, thousands separated, a real minus sign for negatives."""
-    if x is None or isinstance(x, Undefined):
-        return "—"
-    q = Decimal(x).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN)
-    text = f"{abs(q):,.{places}f}"
-    sign = "−" if q < 0 else ""
-    return f"{sign}{text} {currency}".strip()
+def _missing(x: object) -> bool:
+    return x is None or isinstance(x, Undefined)
+
+
+def money_html(x: Decimal | None, currency: str | None = "", places: int | None = None) -> Markup:
+    """A figure in a span: negatives carry the minus sign, a colour and the class ``neg``."""
+    if _missing(x):
+        return Markup("—")
+    text = fmt_money(x, currency or None, places)
+    neg = rounded(x, currency or None, places) < 0
+    return Markup('<span class="{}">{}</span>').format("neg" if neg else "amt", text)
 
 
 def qty(x: Decimal | int | None) -> str:
-    return "—" if x is None or isinstance(x, Undefined) else f"{Decimal(x):,.0f}"
+    return "—" if _missing(x) else fmt_qty(x)
 
 
-_env.filters["money"] = money
+_env.filters["money"] = money_html
 _env.filters["qty"] = qty
+_env.filters["r"] = lambda x, ccy=None, places=None: str(rounded(x, ccy or None, places))
 
 
-def render_report(**context: object) -> str:
-    return _env.get_template("report.html.j2").render(**context)
+def software_versions() -> dict[str, str]:
+    """Installed versions of what computed and rendered this run, and Python's."""
+    out = {"python": platform.python_version()}
+    for name in SOFTWARE:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def label(row: dict) -> str:
+    """What a grain row is about: its model, an unmapped SKU, or a partner-level rule."""
+    if row.get("model_id"):
+        return str(row["model_id"])
+    if row.get("sku"):
+        return f"unmapped SKU {row['sku']}"
+    return TITLES.get(row.get("type") or "", str(row.get("type")))
+
+
+_FIELDS = ("billed_revenue", "expected_share", "reported_share", "amount")
+
+
+def _sums(rows: list[dict], ccy: str) -> dict:
+    return {f: add((r.get(f) for r in rows), ccy) for f in _FIELDS}
+
+
+def partner_figures(grain: list[dict], outcomes: Iterable) -> list[dict]:
+    """Headline figures per partner and the model rows under them, all from rounded rows."""
+    by_partner: dict[str, list[dict]] = defaultdict(list)
+    for r in grain:
+        by_partner[r["partner"]].append(r)
+    out = []
+    for o in outcomes:
+        rows = by_partner.get(o.partner, [])
+        entry = {"partner": o.partner, "name": o.name, "status": o.status, "reason": o.reason}
+        if rows:
+            ccy = rows[0]["currency"]
+            models: dict[str, list[dict]] = defaultdict(list)
+            for r in rows:
+                models[label(r)].append(r)
+            flagged = [r for r in rows if r["type"] != MATCHED]
+            entry |= {
+                "currency": ccy,
+                "models": [{"label": k, **_sums(v, ccy)} for k, v in sorted(models.items())],
+                "discrepancies": len(flagged),
+                "at_stake": add((abs(r["amount"]) for r in flagged), ccy),
+                **_sums(rows, ccy),
+            }
+            # The headline is the sum of the model rows shown under it, by construction.
+            for f in _FIELDS:
+                assert entry[f] == sum((m[f] for m in entry["models"]), Decimal(0))
+        out.append(entry)
+    return out
+
+
+def currency_totals(partners: list[dict], fields: Iterable[str]) -> list[dict]:
+    """Per currency, the sum of each partner figure shown (never mixed across currencies)."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for p in partners:
+        if p.get("currency"):
+            groups[p["currency"]].append(p)
+    return [
+        {"currency": c, **{f: sum((p[f] for p in ps), Decimal(0)) for f in fields}}
+        for c, ps in sorted(groups.items())
+    ]
+
+
+def variance_charts(partners: list[dict]) -> list[dict]:
+    """One bar chart per currency: net variance by partner and model (non-zero rows)."""
+    groups: dict[str, list[charts.Bar]] = defaultdict(list)
+    for p in partners:
+        for m in p.get("models", []):
+            if m["amount"]:
+                text = fmt_money(m["amount"], p["currency"])
+                groups[p["currency"]].append(charts.Bar(f"{p['partner']} · {m['label']}",
+                                                        m["amount"], text))  # fmt: skip
+    return [
+        {"currency": c, "svg": charts.variance_bars(b, f"Net variance by partner and model, {c}")}
+        for c, b in sorted(groups.items())
+    ]
+
+
+def trend(history: list[dict], grain: list[dict], period: str) -> list[dict]:
+    """Net variance per partner over the periods the ledger holds, plus this run's period.
+    Each point is the sum of that run's rounded grain amounts, as its own report showed."""
+    points: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
+    for r in [*history, *({**g, "period": period} for g in grain)]:
+        points[(r["currency"], r["partner"], r["period"])] += rounded(r["amount"], r["currency"])
+    out = []
+    for ccy in sorted({k[0] for k in points}):
+        periods = sorted({k[2] for k in points if k[0] == ccy})
+        names = sorted({k[1] for k in points if k[0] == ccy})
+        series = [charts.Series(n, [points.get((ccy, n, p)) for p in periods]) for n in names]
+        svg = charts.trend_lines(
+            periods, series, f"Net variance per partner by period, {ccy}",
+            lambda v, c=ccy: fmt_money(Decimal(str(v)), c),
+        )  # fmt: skip
+        out.append({"currency": ccy, "periods": periods, "series": series, "svg": svg})
+    return out
+
+
+def discrepancy_totals(disc: list[dict]) -> list[dict]:
+    """Per currency: how many discrepancies, and the sum of their rounded amounts."""
+    out = []
+    for c in sorted({d["currency"] for d in disc}):
+        rows = [d for d in disc if d["currency"] == c]
+        out.append(
+            {"currency": c, "count": len(rows), "amount": add((d["amount"] for d in rows), c)}
+        )
+    return out
+
+
+def render_report(
+    *, grain: list[dict], outcomes: list, history: list[dict], meta: dict, **context: object
+) -> str:
+    """Render the report. ``grain`` is every reconciled row (matched or not), ``history`` the
+    ledger's rows for earlier periods (``ledger.partner_history``)."""
+    partners = partner_figures(grain, outcomes)
+    disc = context.get("discrepancies") or []
+    fields = ("billed_revenue", "expected_share", "reported_share", "amount", "at_stake")
+    return _env.get_template("report.html.j2").render(
+        meta=meta,
+        outcomes=outcomes,
+        partners=partners,
+        totals=currency_totals([p for p in partners if "amount" in p], fields),
+        disc_totals=discrepancy_totals(disc),
+        variance_charts=variance_charts(partners),
+        trend=trend(history, grain, meta["period"]),
+        locale=locale_name(),
+        titles=TITLES,
+        escape=escape,
+        **context,
+    )

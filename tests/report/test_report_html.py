@@ -1,0 +1,112 @@
+"""The report as finance reads it: every total is the sum of the rows shown above it (parsed
+back from the HTML text), negatives are unmistakable, partner text is escaped, and the file
+needs nothing from the network."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from decimal import Decimal
+
+import pytest
+
+from tests.report.conftest import PLANTED, Runs
+from tests.report.htmlparse import Node, amount, parse
+
+pytestmark = pytest.mark.integration
+FIELDS = ("billed_revenue", "expected_share", "reported_share", "amount")
+
+
+def _rows(section: Node) -> list[Node]:
+    return [c for c in section.children if c.tag == "tr"]
+
+
+def _cell(tr: Node, f: str) -> Node:
+    return next(c for c in tr.children if c.tag == "td" and c.attrs.get("data-f") == f)
+
+
+def _value(tr: Node, f: str, ccy: str) -> Decimal:
+    cell = _cell(tr, f)
+    shown = amount(cell.all_text(), ccy)
+    assert shown == Decimal(cell.attrs["data-v"]), "the text and data-v disagree"
+    return shown
+
+
+def _part(table: Node, tag: str) -> list[Node]:
+    return [c for c in table.children if c.tag == tag]
+
+
+@pytest.fixture(scope="module")
+def doc(runs: Runs) -> Node:
+    return parse(runs.report.read_text())
+
+
+def test_headline_totals_are_the_sum_of_partner_rows(doc: Node) -> None:
+    table = doc.by_id("headline")
+    body, foot = _part(table, "tbody")[0], _part(table, "tfoot")[0]
+    partners = [tr for tr in _rows(body) if tr.attrs.get("data-currency")]
+    assert len(partners) == 4
+    for total in _rows(foot):
+        ccy = total.attrs["data-currency"]
+        rows = [tr for tr in partners if tr.attrs["data-currency"] == ccy]
+        for f in (*FIELDS, "at_stake"):
+            assert sum(_value(tr, f, ccy) for tr in rows) == _value(total, f, ccy), f
+
+
+def test_model_rows_add_up_to_each_partner_headline(doc: Node) -> None:
+    headline = {
+        tr.find_all("strong")[0].all_text(): tr
+        for tr in _rows(_part(doc.by_id("headline"), "tbody")[0])
+    }
+    groups = _part(doc.by_id("by-model"), "tbody")
+    assert len(groups) == 4
+    for g in groups:
+        ccy, partner = g.attrs["data-currency"], g.attrs["data-partner"]
+        rows = [tr for tr in _rows(g) if tr.attrs.get("class") == "row"]
+        total = next(tr for tr in _rows(g) if tr.attrs.get("class") == "total")
+        for f in FIELDS:
+            assert sum(_value(tr, f, ccy) for tr in rows) == _value(total, f, ccy)
+            assert _value(total, f, ccy) == _value(headline[partner], f, ccy)
+
+
+def test_discrepancy_total_and_negatives(doc: Node, runs: Runs) -> None:
+    table = doc.by_id("disc")
+    rows = _rows(_part(table, "tbody")[0])
+    sums: dict[str, Decimal] = defaultdict(Decimal)
+    for tr in rows:
+        sums[tr.attrs["data-currency"]] += _value(tr, "amount", tr.attrs["data-currency"])
+    foot = _rows(_part(table, "tfoot")[0])
+    assert {tr.attrs["data-currency"]: _value(tr, "amount", tr.attrs["data-currency"])
+            for tr in foot} == dict(sums)  # fmt: skip
+    # A negative is signed (U+2212), coloured and classed; never colour alone.
+    html = runs.report.read_text()
+    negs = re.findall(r'data-v="(-[0-9.]+)">(<span class="[a-z]+">[^<]+</span>)', html)
+    assert negs
+    for _, span in negs:
+        assert span.startswith('<span class="neg">\u2212')
+
+
+def test_sections_charts_drilldown_and_metadata(doc: Node, runs: Runs) -> None:
+    html = runs.report.read_text()
+    for ident in ("summary", "charts", "trend", "discrepancies", "restatements", "quality", "run"):
+        assert doc.by_id(ident) is not None, ident
+    assert len(doc.find_all("svg")) >= 2
+    trend = doc.by_id("trend").all_text()
+    assert "2026-09" in trend and "2026-10" in trend
+    # Drill-down: snapshot, file and row of a source line.
+    lines = doc.by_id("disc").find_all("details")
+    text = " ".join(node.all_text() for node in lines)
+    assert "snappy.parquet" in text and ".json.gz" in text and "statement" in text
+    for name in ("duckdb", "pyarrow", "babel", "python"):
+        assert f'<th scope="row">{name}</th>' in html
+
+
+def test_partner_text_is_escaped_and_nothing_is_fetched(runs: Runs) -> None:
+    html = runs.report.read_text()
+    assert "<script>alert(1)" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert html.count("<script>") == 1  # our own, inline
+    assert not re.search(r"<(link|img|iframe)\b", html)
+    assert not re.search(r"(src|href)=\"(https?:)?//", html)
+    assert "@import" not in html and "url(" not in html
+    assert PLANTED.split("<")[0].replace('"', "&#34;") in html
