@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from revshare import cli_connectors
 from revshare.config import Settings, load_config
 from revshare.periods import Period
 
@@ -26,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Reconcile model revenue-share statements against cloud billing.",
 )
+app.add_typer(cli_connectors.app, name="connectors")
 # Wide enough for the summary table when output goes to a log rather than a terminal.
 console = Console(width=max(Console().width, 120))
 
