@@ -25,6 +25,7 @@ __all__ = [
     "ConnectorSettings",
     "Delivery",
     "NativeFile",
+    "NativeRelation",
     "NormalizeContext",
     "SourceError",
 ]
@@ -78,6 +79,21 @@ class NormalizeContext:
         return self.snapshot_dir / relpath
 
 
+@dataclass(frozen=True)
+class NativeRelation:
+    """One landed native file as its native-format expectation suite reads it.
+
+    ``sql`` is a DuckDB SELECT over the landed file with the columns as the vendor wrote them
+    (no renaming: schema drift must be visible). ``params`` feed the suite's ``$PARAMETER``s,
+    e.g. the row count the delivery's manifest promises for this file (tie-out).
+    """
+
+    suite: str
+    file: str  # relpath in the snapshot
+    sql: str
+    params: dict[str, object] = field(default_factory=dict)
+
+
 class Connector(ABC):
     type: ClassVar[str]
     capabilities: ClassVar[Capabilities]
@@ -126,3 +142,8 @@ class Connector(ABC):
         column list and types come from the one schema. Raise SourceError, naming file, row
         and column, for input that cannot be read; never guess.
         """
+
+    def native_relations(self, ctx: NormalizeContext) -> list[NativeRelation]:
+        """The landed native files for the native-format suites (``expectations/``), validated
+        before ``normalize_sql``. Default: none (the canonical suite still runs)."""
+        return []

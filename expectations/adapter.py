@@ -18,12 +18,14 @@ import json
 import threading
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import duckdb
 import pyarrow.parquet as pq
 
 from revshare.quality import CheckResult, ValidationReport
@@ -32,6 +34,8 @@ from revshare.sqlutil import lit
 SUITES_DIR = Path(__file__).resolve().parent
 #: Rows of unexpected values kept per check in the report (GX's partial_unexpected_count).
 SAMPLE_SIZE = 5
+#: Message prefix of checks that errored only because a required column is missing.
+NOT_RUN = "not run"
 _RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE}
 #: In-memory DuckDB: the Parquet file is the only data; nothing to clean up afterwards.
 _DUCKDB_URL = "duckdb:///:memory:"
@@ -153,30 +157,58 @@ def _errors(exception_info: Mapping[str, Any] | None) -> list[str]:
     return list(dict.fromkeys(messages))  # one failing query often breaks several metrics
 
 
-def _check(result: Any) -> CheckResult:
+def _mismatched(res: Mapping[str, Any]) -> list[str]:
+    """Missing, then unexpected, column names of a table-columns expectation."""
+    m = (res.get("details") or {}).get("mismatched") or {}
+    return [*m.get("missing", []), *m.get("unexpected", [])]
+
+
+def _check(result: Any, suite_name: str, file: str | None) -> CheckResult:
     cfg = result.expectation_config
     kwargs = cfg.kwargs
+    meta = cfg.meta or {}
     column = kwargs.get("column") or (
         ",".join(kwargs["column_list"]) if kwargs.get("column_list") else None
     )
-    column = column or (cfg.meta or {}).get("column")
+    column = column or meta.get("column")
     errors = _errors(result.exception_info)
     # A result whose success is None was not evaluated either.
     errored = bool(errors) or result.success is None
+    result_success = bool(result.success)
     res = result.result or {}
     count = res.get("unexpected_count")
     sample = res.get("partial_unexpected_list") or []
     if cfg.type == "unexpected_rows_expectation":
         count = res.get("observed_value")
         sample = (res.get("details") or {}).get("unexpected_rows") or []
+    elif cfg.type.startswith("expect_table_columns"):
+        mismatched = (res.get("details") or {}).get("mismatched") or {}
+        sample = _mismatched(res)
+        if kwargs.get("exact_match") is False:
+            sample = mismatched.get("missing", [])  # the others are allowed extras
+        if meta.get("only_unexpected") and not errored:
+            # "No column outside the known set": GX's exact match also fails on a known
+            # column that is absent, which for optional columns is no drift at all.
+            sample = mismatched.get("unexpected", [])
+            result_success = not sample
+        column = column or (", ".join(sample) if sample else None)
+    elif cfg.type.startswith("expect_table_row_count") and not result_success:
+        sample = [f"{res.get('observed_value')} rows"]
+    message = "; ".join(errors) if errors else (cfg.description or "")
+    if not errored and not result_success and meta.get("message"):
+        message = str(meta["message"])
     return CheckResult(
         expectation=cfg.type,
         column=column,
-        success=bool(result.success) and not errored,
+        success=result_success and not errored,
         errored=errored,
         unexpected_count=None if errored or count is None else int(count),
         unexpected_sample=[str(s) for s in sample[:SAMPLE_SIZE]],
-        message="; ".join(errors) if errors else (cfg.description or ""),
+        message=message,
+        check=str(meta.get("check") or cfg.type),
+        severity="warn" if meta.get("severity") == "warn" else "block",
+        suite=suite_name,
+        file=file,
     )
 
 
@@ -194,36 +226,158 @@ def validate_parquet(
     params: dict[str, object],
     data_docs_dir: Path | None = None,
     suites_dir: Path = SUITES_DIR,
+    build_docs: bool = True,
 ) -> ValidationReport:
-    """Validate one Parquet file against a stored suite; never raises for bad *data*.
-
-    ``source`` names the data in the report (e.g. ``aws/2026-10/snap-1``). ``params`` must supply
-    every ``$PARAMETER`` the suite uses. With ``data_docs_dir``, a file-backed GX project is kept
-    there and Data Docs are rebuilt (``<dir>/gx/uncommitted/data_docs/local_site/index.html``);
-    without it, an ephemeral context leaves nothing on disk.
-    """
+    """Validate one Parquet file (canonical rows) against a stored suite; see validate_query."""
     path = Path(path).resolve()
+    return validate_query(
+        f"SELECT * FROM read_parquet({lit(path)})",
+        suite_name,
+        source=source,
+        params=params,
+        data_docs_dir=data_docs_dir,
+        suites_dir=suites_dir,
+        build_docs=build_docs,
+        asset_name=path.stem,
+        rows=pq.ParquetFile(path).metadata.num_rows,
+    )
+
+
+def validate_query(
+    sql: str,
+    suite_name: str,
+    *,
+    source: str,
+    params: dict[str, object],
+    file: str | None = None,
+    data_docs_dir: Path | None = None,
+    suites_dir: Path = SUITES_DIR,
+    build_docs: bool = True,
+    asset_name: str = "data",
+    rows: int | None = None,
+) -> ValidationReport:
+    """Validate the rows of one DuckDB SELECT (e.g. over a landed native file); never raises
+    for bad *data*.
+
+    ``source`` names the data in the report (e.g. ``aws/billing``), ``file`` the native file
+    the SELECT reads (named in every failing check). ``params`` must supply every
+    ``$PARAMETER`` the suite uses. A SELECT DuckDB cannot read to the end (a truncated or
+    corrupt file) yields one errored ``readable`` check naming the file and DuckDB's message,
+    so the quarantine reason says what broke rather than listing every check as errored.
+    With ``data_docs_dir``, a file-backed GX project is kept there and the results stored;
+    ``build_docs`` (re)builds its Data Docs (``<dir>/gx/uncommitted/data_docs/local_site/``).
+    Without it, an ephemeral context leaves nothing on disk.
+    """
     suite_dict = load_suite(suite_name, suites_dir)
     missing = suite_parameter_names(suite_dict) - set(params)
     if missing:
         raise ValueError(f"suite {suite_name} needs parameters: {', '.join(sorted(missing))}")
-    rows = pq.ParquetFile(path).metadata.num_rows
+    if sql.lstrip()[:7].upper() != "SELECT ":
+        sql = f"SELECT * FROM ({sql})"  # GX's query asset wants "SELECT " first (a WITH, ...)
+    if rows is None:
+        try:
+            rows = count_rows(sql)
+        except duckdb.Error as exc:
+            return _unreadable(suite_name, source, file, exc)
 
     gx = _gx()
     gx_params = {k: _param_value(k, v) for k, v in params.items()}
     resolved = _resolve_list_refs(suite_dict, gx_params)
     with _LOCK:
-        checks = _run(gx, path, suite_name, resolved, gx_params, data_docs_dir)
+        checks = _run(
+            gx, sql, asset_name, suite_name, resolved, gx_params, data_docs_dir, build_docs, file
+        )
+    checks = tuple(_with_sample_rows(c, sql, resolved) for c in checks)
     return ValidationReport(suite=suite_name, source=source, rows=rows, checks=checks)
+
+
+def count_rows(sql: str) -> int:
+    """Rows of a SELECT, read to the end (so a truncated file fails here, not half-way)."""
+    con = duckdb.connect()
+    try:
+        row = con.execute(f"SELECT count(*) FROM ({sql})").fetchone()
+    finally:
+        con.close()
+    return int(row[0]) if row else 0
+
+
+def _unreadable(suite_name: str, source: str, file: str | None, exc: Exception) -> ValidationReport:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    check = CheckResult(
+        expectation="readable",
+        column=None,
+        success=False,
+        errored=True,
+        unexpected_count=None,
+        unexpected_sample=[],
+        message=f"cannot read: {first}",
+        check="readable",
+        suite=suite_name,
+        file=file,
+    )
+    return ValidationReport(suite=suite_name, source=source, rows=0, checks=(check,))
+
+
+def _with_sample_rows(check: CheckResult, sql: str, suite: Mapping[str, Any]) -> CheckResult:
+    """A few offending rows for a failed query check (GX's SUMMARY format returns only a
+    count for those; asking GX for COMPLETE would return every row of a 10M-row file)."""
+    if check.success or check.errored or check.expectation != "unexpected_rows_expectation":
+        return check
+    query = next(
+        (
+            e["kwargs"]["unexpected_rows_query"]
+            for e in suite["expectations"]
+            if e["type"] == check.expectation
+            and ((e.get("meta") or {}).get("check") or e["type"]) == check.check
+        ),
+        None,
+    )
+    if query is None:
+        return check
+    con = duckdb.connect()
+    try:
+        cur = con.execute(
+            f"SELECT * FROM ({query.format(batch=f'({sql}) AS batch')}) LIMIT {SAMPLE_SIZE}"
+        )
+        names = [d[0] for d in cur.description]
+        rows = [
+            {n: str(v) for n, v in zip(names, r, strict=True) if v is not None}
+            for r in cur.fetchall()
+        ]
+    except duckdb.Error:
+        return check  # the sample is a courtesy; the count stands
+    finally:
+        con.close()
+    col = check.column if check.column and "," not in check.column else None
+    sample = check.unexpected_sample or [
+        str(r.get(col)) if col and col in r else ", ".join(f"{k}={v}" for k, v in r.items())[:120]
+        for r in rows
+    ]
+    return replace(check, sample_rows=rows, unexpected_sample=sample)
+
+
+def build_data_docs(data_docs_dir: Path) -> Path | None:
+    """Rebuild the Data Docs of the GX project in ``data_docs_dir``; the index, if any."""
+    if not (Path(data_docs_dir) / "gx").is_dir():
+        return None
+    gx = _gx()
+    with _LOCK:
+        context = gx.get_context(mode="file", project_root_dir=str(data_docs_dir))
+        context.build_data_docs()
+    index = Path(data_docs_dir) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    return index if index.is_file() else None
 
 
 def _run(
     gx: ModuleType,
-    path: Path,
+    sql: str,
+    asset_name: str,
     suite_name: str,
     suite_dict: dict[str, Any],
     gx_params: dict[str, object],
     data_docs_dir: Path | None,
+    build_docs: bool,
+    file: str | None,
 ) -> tuple[CheckResult, ...]:
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -235,9 +389,7 @@ def _run(
 
     run = f"{suite_name}-{uuid.uuid4().hex[:8]}"
     datasource = context.data_sources.add_sql(name=run, connection_string=_DUCKDB_URL)
-    asset = datasource.add_query_asset(
-        name=Path(path).stem or "data", query=f"SELECT * FROM read_parquet({lit(path)})"
-    )
+    asset = datasource.add_query_asset(name=asset_name or "data", query=sql)
     batch = asset.add_batch_definition_whole_table("all")
     suite_body = {k: v for k, v in suite_dict.items() if k in ("expectations", "meta", "notes")}
     suite = context.suites.add_or_update(gx.ExpectationSuite(name=suite_name, **suite_body))
@@ -252,9 +404,21 @@ def _run(
         result_format=_RESULT_FORMAT,
     )
     if data_docs_dir is not None:
-        context.build_data_docs()
+        if build_docs:
+            context.build_data_docs()
         # Keep the project small: the suite and results stay, the run's plumbing goes.
         context.validation_definitions.delete(run)
         context.data_sources.delete(run)
 
-    return tuple(_check(r) for r in sorted(result.results, key=_suite_order(suite)))
+    ordered = sorted(result.results, key=_suite_order(suite))
+    return _not_run(tuple(_check(r, suite_name, file) for r in ordered))
+
+
+def _not_run(checks: tuple[CheckResult, ...]) -> tuple[CheckResult, ...]:
+    """With required columns missing, the checks that read them error with pages of SQL:
+    say once why they did not run (they stay errored, i.e. blocking)."""
+    missing = [c for c in checks if c.check == "required_columns" and c.failed and not c.errored]
+    if not missing:
+        return checks
+    why = f"{NOT_RUN}: required column(s) missing: {missing[0].column}"
+    return tuple(replace(c, message=why) if c.errored else c for c in checks)

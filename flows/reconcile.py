@@ -18,8 +18,9 @@ from prefect.utilities.annotations import quote
 
 from connectors import build_connector
 from connectors.base import Connector, NormalizeContext
-from expectations.adapter import validate_parquet
+from flows import validation
 from flows.credentials import block_credentials
+from flows.publish_remote import publish_from_env
 from revshare import ledger
 from revshare.config import Config, Settings, load_config
 from revshare.db import connect
@@ -33,8 +34,6 @@ from revshare.schema import BILLING_SCHEMA
 from revshare.sqlutil import lit
 from revshare.stages import Normalized, extract, normalize
 from revshare.store import Snapshot, open_snapshot
-
-SUITES = {"billing": "canonical_billing", "statement": "statements"}
 
 
 @task(name="extract", cache_policy=NO_CACHE)
@@ -55,11 +54,6 @@ def _q(config: Config) -> Any:
     """Pass the config to a task as it is: Prefect would otherwise walk and rebuild every
     pydantic model inside it, which is slow and breaks models with derived properties."""
     return quote(config)
-
-
-@task(name="validate", cache_policy=NO_CACHE)
-def validate_task(path: Path, kind: str, source: str, params: dict, docs: Path | None):
-    return validate_parquet(path, SUITES[kind], source=source, params=params, data_docs_dir=docs)
 
 
 @task(name="reconcile", cache_policy=NO_CACHE)
@@ -110,20 +104,13 @@ def _source(
             snap = extract_task(connector, period, settings.landing_dir / pid / kind / str(period))
         so.snapshot_id = snap.id
         ctx = NormalizeContext(pid, period, snap.id, snap.dir, snap.files)
+        validation.check_native(so, connector, ctx, paths)  # raises SourceError if blocked
         norm = normalize_task(
             connector, ctx, paths.canonical(pid, kind), _q(config), paths.work / "spill"
         )
         so.rows = norm.rows
-        report = validate_task(
-            norm.path,
-            kind,
-            f"{pid}/{kind}",
-            _params(pid, period, config, connector),
-            paths.data_docs,
-        )
-        so.validation = report
-        if not report.success:
-            raise SourceError(f"{pid}/{kind}", "failed validation: " + report.reason())
+        params = _params(pid, period, config, connector)
+        validation.check_canonical(so, norm.path, params, paths)  # raises SourceError if blocked
         return connector, snap
     except SourceError as exc:
         so.status, so.reason = "quarantined", str(exc)
@@ -186,9 +173,13 @@ def reconcile_period(
         statement = _source(pid, "statement", config, settings, p, paths, outcome)
         if billing is None or statement is None:
             continue
+        validation.check_completeness(outcome, paths)  # warn-level unless config says block
+        if outcome.status == "quarantined":
+            continue
         prev = _previous_billing(pid, p, settings, paths, config, billing, statement[1])
         results.append(reconcile_task(_q(config), pid, p, paths, prev))
         log.info("%s reconciled", pid)
+    validation.finish(outcomes, paths, run_id)  # Data Docs + data-quality artifacts
     summary = publish(
         paths,
         run_id=run_id,
@@ -200,6 +191,8 @@ def reconcile_period(
         started=started,
         warehouse=None if dry_run else settings.warehouse_path,
     )
+    # Optional copy of the run folder to object storage (REVSHARE_PUBLISH_URI).
+    publish_from_env(paths.root)
     create_markdown_artifact(
         summary["markdown"], key="reconciliation-summary", description=f"Run {run_id}"
     )

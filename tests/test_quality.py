@@ -130,7 +130,8 @@ def write(tmp_path: Path, cols: dict[str, list[Any]], schema: pa.Schema, name: s
 
 
 def labels(report: ValidationReport) -> set[str]:
-    return {c.label for c in report.failures}
+    """Labels of the blocking failures (warnings, e.g. the late row every table has, aside)."""
+    return {c.label for c in report.blocking}
 
 
 # --- suites agree with the schema (no GX needed) ------------------------------------------
@@ -194,7 +195,11 @@ def test_clean_billing_passes(adapter: ModuleType, tmp_path: Path) -> None:
     assert report.success, report.reason()
     assert not report.errored and report.rows == 5
     assert len(report.checks) == len(adapter.load_suite("canonical_billing")["expectations"])
-    assert "all 24 checks" in report.reason()
+    # The late row (3 days before the period, inside the late window) is flagged, not blocked.
+    assert [c.check for c in report.warnings] == ["late_rows"]
+    assert "the 28 checks of suite canonical_billing passed with 1 warning(s): late_rows" in (
+        report.reason()
+    )
     json.dumps(report.to_dict())  # JSON-ready
 
 
@@ -214,10 +219,16 @@ BILLING_BREAKS = {
     "lower_currency": (
         _set("BillingCurrency", 2, "usd"),
         "unexpected_rows_expectation(BillingCurrency)",
+        "expect_column_values_to_be_in_set(BillingCurrency)",
     ),
     "long_currency": (
         _set("BillingCurrency", 2, "USDX"),
         "unexpected_rows_expectation(BillingCurrency)",
+        "expect_column_values_to_be_in_set(BillingCurrency)",
+    ),
+    "unknown_currency": (
+        _set("BillingCurrency", 2, "ABC"),
+        "expect_column_values_to_be_in_set(BillingCurrency)",
     ),
     "bad_category": (
         _set("ChargeCategory", 0, "Refund"),
@@ -255,7 +266,7 @@ BILLING_BREAKS = {
 def test_broken_billing_fails_naming_the_check(
     adapter: ModuleType, tmp_path: Path, case: str
 ) -> None:
-    mutate, expected = BILLING_BREAKS[case]
+    mutate, *expected = BILLING_BREAKS[case]
     cols = billing_columns()
     mutate(cols)
     path = write(tmp_path, cols, BILLING_SCHEMA, case)
@@ -263,10 +274,11 @@ def test_broken_billing_fails_naming_the_check(
         path, "canonical_billing", source=f"test/{case}", params=BILLING_PARAMS
     )
     assert not report.success and not report.errored
-    assert labels(report) == {expected}, report.reason()
-    assert expected in report.reason() and f"test/{case}" in report.reason()
-    (failure,) = report.failures
-    assert failure.unexpected_count == 1  # one bad row, or one duplicated key
+    assert labels(report) == set(expected), report.reason()
+    assert f"test/{case}" in report.reason()
+    for failure in report.blocking:
+        assert failure.check in report.reason()
+        assert failure.unexpected_count == 1  # one bad row, or one duplicated key
 
 
 def test_failure_sample_names_the_bad_value(adapter: ModuleType, tmp_path: Path) -> None:
@@ -275,11 +287,15 @@ def test_failure_sample_names_the_bad_value(adapter: ModuleType, tmp_path: Path)
     cols["ChargeCategory"][1] = "Refund"
     path = write(tmp_path, cols, BILLING_SCHEMA, "two")
     report = adapter.validate_parquet(path, "canonical_billing", source="s", params=BILLING_PARAMS)
-    assert len(report.failures) == 2
+    assert len(report.blocking) == 3  # lower-case currency fails format and ISO 4217
     # Column checks carry a sample of bad values; query checks (the currency regex) only a
     # count, as GX's SUMMARY result format returns no rows for them.
-    assert "ChargeCategory) 1 unexpected, e.g. Refund;" in report.reason()
-    assert "(BillingCurrency) 1 unexpected" in report.reason()
+    assert "charge_category(ChargeCategory) 1 unexpected, e.g. Refund;" in report.reason()
+    assert "currency_iso4217(BillingCurrency) 1 unexpected, e.g. usd" in report.reason()
+    # Query checks get their sample rows from DuckDB (GX's SUMMARY has only a count).
+    (fmt,) = [c for c in report.blocking if c.check == "currency_format"]
+    assert fmt.sample_rows and fmt.sample_rows[0]["BillingCurrency"] == "usd"
+    assert fmt.sample_rows[0]["x_NativeLineId"] == "l1"
 
 
 def test_missing_parameter_is_refused(adapter: ModuleType, tmp_path: Path) -> None:
@@ -318,6 +334,7 @@ def test_broken_statement_fails_each_check(adapter: ModuleType, tmp_path: Path) 
         "expect_column_values_to_be_in_set(x_ModelId)",
         "expect_column_values_to_be_in_set(x_Unit)",
         "unexpected_rows_expectation(Currency)",
+        "expect_column_values_to_be_in_set(Currency)",
         "expect_column_values_to_be_between(x_Tokens)",
         "expect_column_values_to_be_between(GrossRevenue)",
         "expect_column_values_to_be_in_set(x_PartnerId)",
@@ -393,6 +410,12 @@ def test_report_without_checks_is_not_success() -> None:
     assert (
         report.reason()
         == "x: 1 of 1 checks of suite s did not pass over 3 rows: e(c) 2 unexpected, e.g. a."
+    )
+    warn = CheckResult("e", "c", False, False, 2, ["a"], "", check="late", severity="warn")
+    report = ValidationReport(suite="s", source="x", rows=3, checks=(warn,))
+    assert report.success and not report.clean and report.warnings == (warn,)
+    assert report.reason() == (
+        "x: the 1 checks of suite s passed with 1 warning(s): late(c) 2 unexpected, e.g. a."
     )
 
 
@@ -477,3 +500,77 @@ def test_suite_gx_cannot_load_is_refused(adapter: ModuleType, tmp_path: Path) ->
     path = write(tmp_path, billing_columns(), BILLING_SCHEMA, "clean")
     with pytest.raises(ValueError):
         adapter.validate_parquet(path, "broken", source="s", params={}, suites_dir=tmp_path)
+
+
+# --- policy (config/quality.yaml) ---------------------------------------------------------
+
+
+def test_quality_config_loads_and_overrides_severity(tmp_path: Path) -> None:
+    from revshare.quality_config import QualityConfig, load_quality_config
+
+    repo = load_quality_config(SUITES.parent / "config")
+    assert repo.severity["late_rows"] == "warn"
+    assert repo.policy("aws/billing").on_block == "quarantine"
+    assert load_quality_config(tmp_path) == QualityConfig()  # no file: defaults
+    (tmp_path / "quality.yaml").write_text(
+        "severity: {canonical_billing.late_rows: block}\n"
+        "sources: {snowflake/billing: {on_block: report}}\n"
+    )
+    cfg = load_quality_config(tmp_path)
+    assert cfg.policy("snowflake/billing").on_block == "report"
+    assert cfg.policy("snowflake/billing").on_error == "quarantine"
+    late = CheckResult("e", "c", False, False, 1, [], "", check="late_rows", severity="warn")
+    report = ValidationReport("canonical_billing", "x", 1, (late,)).with_severities(cfg.severity)
+    assert not report.success and report.blocking[0].check == "late_rows"
+    (tmp_path / "quality.yaml").write_text("severity: {late_rows: fatal}\n")
+    with pytest.raises(ValueError):
+        load_quality_config(tmp_path)
+
+
+def test_every_suite_check_has_an_id_and_severity() -> None:
+    """Config keys checks by ``meta.check``: ids must be unique within a suite, severities
+    valid, and every configured key must name a real check (a typo would silently not
+    apply)."""
+    from revshare.quality_config import load_quality_config
+
+    ids: dict[str, set[str]] = {}
+    for path in sorted(SUITES.glob("*.json")):
+        suite = json.loads(path.read_text())
+        if "expectations" not in suite:
+            continue  # iso4217.json: data, not a suite
+        names = [e["meta"]["check"] for e in suite["expectations"]]
+        assert len(names) == len(set(names)), f"{path.name}: duplicate check ids"
+        assert {e["meta"]["severity"] for e in suite["expectations"]} <= {"block", "warn"}
+        ids[suite["name"]] = set(names)
+    keys = load_quality_config(SUITES.parent / "config").severity
+    every = set().union(*ids.values())
+    for key in keys:
+        suite, _, check = key.rpartition(".")
+        assert (check in ids[suite]) if suite else (check in every), key
+
+
+def test_native_suites_agree_with_the_connectors() -> None:
+    from connectors.aws_cur2 import helpers as aws
+    from connectors.azure_cost import helpers as az
+    from connectors.focus import helpers as focus
+    from connectors.snowflake_usage import helpers as sf
+
+    def required(name: str) -> set[str]:
+        suite = json.loads((SUITES / f"{name}.json").read_text())
+        (e,) = [e for e in suite["expectations"] if e["meta"]["check"] == "required_columns"]
+        return set(e["kwargs"]["column_set"])
+
+    assert required("aws_cur2") == set(aws.REQUIRED)
+    assert required("focus") == set(focus.REQUIRED)
+    for layout in ("mca", "ea", "ea_legacy"):
+        m = az.LAYOUTS[layout]
+        assert required(f"azure_cost_{layout}") == {m[f] for f in az._REQUIRED}
+    assert required("snowflake_cortex_usage") == set(sf.REQUIRED[sf.CORTEX])
+    assert required("snowflake_usage_in_currency_daily") == set(sf.REQUIRED[sf.DAILY])
+    assert required("snowflake_rate_sheet_daily") == set(sf.REQUIRED[sf.RATES])
+    iso = set(json.loads((SUITES / "iso4217.json").read_text())["codes"])
+    assert {"USD", "EUR", "GBP", "JPY"} <= iso and "XYZ" not in iso
+    for path in SUITES.glob("*.json"):
+        for e in json.loads(path.read_text()).get("expectations", []):
+            if e["meta"].get("check") == "currency_iso4217":
+                assert set(e["kwargs"]["value_set"]) == iso, path.name

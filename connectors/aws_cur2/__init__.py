@@ -26,9 +26,11 @@ from connectors.base import (
     ConnectorSettings,
     Delivery,
     NativeFile,
+    NativeRelation,
     NormalizeContext,
 )
 from revshare.periods import Period
+from revshare.sqlutil import lit
 
 __all__ = ["AwsCur2Connector", "AwsCur2Settings"]
 
@@ -182,3 +184,17 @@ class AwsCur2Connector(Connector):
             raise self.error(
                 "missing or unreadable value", file=lay.relpath, row=bad[0], column=bad[1]
             )
+
+    # -- validation -----------------------------------------------------------------------
+
+    def native_relations(self, ctx: NormalizeContext) -> list[NativeRelation]:
+        """Each landed data file as AWS wrote it, for the ``aws_cur2`` suite."""
+        return [
+            NativeRelation(
+                "aws_cur2",
+                rel,
+                f"SELECT * FROM read_parquet({lit(ctx.file(rel))}, hive_partitioning = false)",
+            )
+            for rel in ctx.files
+            if rel.lower().endswith(".parquet")
+        ]

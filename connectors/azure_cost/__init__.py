@@ -10,6 +10,7 @@ then). ``normalize_sql`` maps MCA and EA headers by name.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path, PurePosixPath
 from typing import ClassVar
 
@@ -23,8 +24,10 @@ from connectors.base import (
     ConnectorSettings,
     Delivery,
     NativeFile,
+    NativeRelation,
     NormalizeContext,
 )
+from revshare.errors import SourceError
 from revshare.periods import Period
 
 __all__ = ["AzureCostConnector", "AzureCostSettings"]
@@ -177,3 +180,40 @@ class AzureCostConnector(Connector):
         if bad:
             row, (column, value, why) = bad
             raise self.error(f"{why}: {value!r}", file=fmap.relpath, row=row, column=column)
+
+    # -- validation ---------------------------------------------------------------------------
+
+    def native_relations(self, ctx: NormalizeContext) -> list[NativeRelation]:
+        """Each cost details file as Azure wrote it, for the suite of its header variant (MCA,
+        EA, older EA; unknown headers get the MCA suite, whose required-columns check names
+        what is missing), with the row count the run's manifest promises for it."""
+        manifests = [f for f in ctx.files if PurePosixPath(f).name == "manifest.json"]
+        promised: dict[str, int] = {}
+        for rel in manifests:
+            try:
+                doc = json.loads(ctx.file(rel).read_text())
+                run_dir = str(PurePosixPath(rel).parent)
+                for b in doc.get("blobs", []):
+                    inner = runs._inner(str(b["blobName"]), run_dir)
+                    promised[f"{run_dir}/{inner}"] = int(b["dataRowCount"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # an unreadable manifest stopped locate already; no tie-out here
+        out = []
+        con = duckdb.connect()
+        try:
+            for rel in ctx.files:
+                fmt = _file_format(rel)
+                if fmt is None:
+                    continue
+                source = helpers.source_sql(str(ctx.file(rel)), fmt)
+                try:
+                    layout = helpers.detect_layout(self._header(con, rel, source))
+                except SourceError:
+                    layout = None  # unreadable: the suite's readable check says so
+                suite = f"azure_cost_{layout or 'mca'}"
+                sql = f"SELECT * EXCLUDE (__row) FROM ({source})"
+                params: dict[str, object] = {"manifest_rows": promised.get(rel, -1)}
+                out.append(NativeRelation(suite, rel, sql, params))
+        finally:
+            con.close()
+        return out

@@ -22,6 +22,7 @@ from connectors.base import (
     ConnectorSettings,
     Delivery,
     NativeFile,
+    NativeRelation,
     NormalizeContext,
 )
 from connectors.focus import helpers as h
@@ -218,3 +219,24 @@ class FocusConnector(Connector):
         return f"SELECT {billing_select_sql(exprs)}\nFROM {scan} AS src\nWHERE " + " AND ".join(
             where
         )
+
+    # -- validation -----------------------------------------------------------------------
+
+    def native_relations(self, ctx: NormalizeContext) -> list[NativeRelation]:
+        """Each FOCUS data file for the ``focus`` suite; ``x_`` extension columns are left out
+        (vendors add them freely, so they are not schema drift)."""
+        out = []
+        for rel in ctx.files:
+            fmt = h.data_format(rel)
+            if fmt is None or self._is_manifest(rel):
+                continue
+            path = lit(ctx.file(rel))
+            read = (
+                f"read_parquet({path}, hive_partitioning = false)"
+                if fmt == "parquet"
+                else f"read_csv({path}, header = true, all_varchar = true, "
+                "hive_partitioning = false, nullstr = ['NULL', ''])"
+            )
+            sql = f"SELECT COLUMNS(c -> NOT starts_with(c, 'x_')) FROM {read}"
+            out.append(NativeRelation("focus", rel, sql))
+        return out

@@ -27,6 +27,7 @@ from connectors.base import (
     ConnectorSettings,
     Delivery,
     NativeFile,
+    NativeRelation,
     NormalizeContext,
 )
 from connectors.gcp_billing import helpers
@@ -197,6 +198,32 @@ class GcpBillingConnector(Connector):
         except duckdb.Error:
             return None
         return int(hit[0]) if hit else None
+
+    # -- validation -----------------------------------------------------------------------
+
+    def native_relations(self, ctx: NormalizeContext) -> list[NativeRelation]:
+        """Each export file with the columns its table's schema.json declares (so drift shows
+        in the schema BigQuery exported), for the ``gcp_billing`` suite; DuckDB's own
+        inference when the schema is unreadable (normalize names that problem)."""
+        schemas = [f for f in ctx.files if f == "schema.json" or f.endswith("/schema.json")]
+        columns = None
+        if len(schemas) == 1:
+            try:
+                columns = helpers.columns_spec(json.loads(ctx.file(schemas[0]).read_text()))
+            except (OSError, ValueError, helpers.SchemaProblem):
+                columns = None
+        spec = f", columns = {columns}" if columns else ""
+        return [
+            NativeRelation(
+                "gcp_billing",
+                rel,
+                f"SELECT * FROM read_json({lit(ctx.file(rel))}, format = 'newline_delimited', "
+                "hive_partitioning = false, "
+                f"compression = 'gzip'{spec})",
+            )
+            for rel in ctx.files
+            if rel.endswith(".json.gz")
+        ]
 
 
 def _first_line(err: Exception) -> str:

@@ -22,6 +22,7 @@ from connectors.base import (
     ConnectorSettings,
     Delivery,
     NativeFile,
+    NativeRelation,
     NormalizeContext,
 )
 from connectors.snowflake_usage import helpers as h
@@ -165,3 +166,20 @@ class SnowflakeUsageConnector(Connector):
             if bad:
                 detail = f" ({bad[2]})" if bad[2] else ""
                 raise self.error(message + detail, file=bad[0], row=int(bad[1]), column=column)
+
+    # -- validation -----------------------------------------------------------------------
+
+    def native_relations(self, ctx: NormalizeContext) -> list[NativeRelation]:
+        """Each unloaded view file as Snowflake wrote it, for the suite of its view."""
+        suites = {
+            h.CORTEX: "snowflake_cortex_usage",
+            h.DAILY: "snowflake_usage_in_currency_daily",
+            h.RATES: "snowflake_rate_sheet_daily",
+        }
+        out = []
+        for rel in ctx.files:
+            view = h.classify(rel)
+            if view is not None:
+                sql = f"SELECT * FROM read_parquet({lit(ctx.file(rel))})"
+                out.append(NativeRelation(suites[view], rel, sql))
+        return out
