@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
+import duckdb
 from pydantic import BaseModel, ConfigDict
 
 from revshare.errors import SourceError
@@ -114,6 +115,25 @@ class Connector(ABC):
         column: str | None = None,
     ) -> SourceError:
         return SourceError(self.source_name, message, file=file, row=row, column=column)
+
+    def refuse_repeated_line_ids(
+        self, con: duckdb.DuckDBPyConnection, canonical_sql: str, native_column: str
+    ) -> None:
+        """A native line id seen twice means money counted twice (a file delivered twice, a
+        row repeated): refuse the delivery, naming the later copy's file and row."""
+        dup = con.sql(
+            f'SELECT "x_SourceFile", "x_SourceRow", "x_NativeLineId" FROM ({canonical_sql}) '
+            'QUALIFY count(*) OVER (PARTITION BY "x_NativeLineId") > 1 '
+            'ORDER BY "x_SourceFile" DESC, "x_SourceRow" DESC LIMIT 1'
+        ).fetchone()
+        if dup:
+            rel, row, line_id = dup
+            raise self.error(
+                f"{native_column} {line_id!r} appears more than once in the delivery",
+                file=rel,
+                row=int(row),
+                column=native_column,
+            )
 
     def local_root(self, path: str | Path) -> Path:
         """Resolve a configured local path against the data folder."""

@@ -62,7 +62,7 @@ class DatabricksConnector(Connector):
             price_scan = self._prices(con, [ctx.file(r) for r in prices], prices[0])
             parts = [self._usage_sql(con, ctx, rel, price_scan) for rel in usage]
             union = "\nUNION ALL\n".join(f"({p})" for p in parts)
-            self._check_unique(con, union)
+            self.refuse_repeated_line_ids(con, union, "record_id")
         finally:
             con.close()
         return f'SELECT * FROM (\n{union}\n) ORDER BY "x_SourceFile", "x_SourceRow"'
@@ -212,18 +212,3 @@ class DatabricksConnector(Connector):
         if bad:
             r, col, v, w = bad
             raise self.error(f"{col} {w}: {v!r}", file=rel, row=int(r), column=col)
-
-    def _check_unique(self, con: duckdb.DuckDBPyConnection, union: str) -> None:
-        dup = con.sql(
-            f'SELECT "x_SourceFile", "x_SourceRow", "x_NativeLineId" FROM ({union}) '
-            'QUALIFY count(*) OVER (PARTITION BY "x_NativeLineId") > 1 '
-            'ORDER BY "x_SourceFile" DESC, "x_SourceRow" DESC LIMIT 1'
-        ).fetchone()
-        if dup:
-            rel, row, rid = dup
-            raise self.error(
-                f"record_id {rid!r} appears more than once in the delivery",
-                file=rel,
-                row=int(row),
-                column="record_id",
-            )

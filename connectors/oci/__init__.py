@@ -54,7 +54,7 @@ class OciConnector(Connector):
             if not parts:
                 raise self.error(f"no cost reports in snapshot {ctx.snapshot_id}")
             union = "\nUNION ALL\n".join(f"({p})" for p in parts)
-            self._check_unique(con, union)
+            self.refuse_repeated_line_ids(con, union, "lineItem/referenceNo")
         finally:
             con.close()
         return f'SELECT * FROM (\n{union}\n) ORDER BY "x_SourceFile", "x_SourceRow"'
@@ -101,20 +101,3 @@ class OciConnector(Connector):
             f"WHERE {start} >= CAST({lit(ctx.period.start.isoformat())} AS TIMESTAMPTZ) "
             f"AND {start} < CAST({lit(ctx.period.end.isoformat())} AS TIMESTAMPTZ)"
         )
-
-    def _check_unique(self, con: duckdb.DuckDBPyConnection, union: str) -> None:
-        """referenceNo is Oracle's line id and our x_NativeLineId: a report copied twice (or
-        one line in two files) would count money twice, so a repeat is refused."""
-        dup = con.sql(
-            f'SELECT "x_SourceFile", "x_SourceRow", "x_NativeLineId" FROM ({union}) '
-            'QUALIFY count(*) OVER (PARTITION BY "x_NativeLineId") > 1 '
-            'ORDER BY "x_SourceFile" DESC, "x_SourceRow" DESC LIMIT 1'
-        ).fetchone()
-        if dup:
-            rel, row, ref = dup
-            raise self.error(
-                f"lineItem/referenceNo {ref!r} appears more than once in the delivery",
-                file=rel,
-                row=int(row),
-                column="lineItem/referenceNo",
-            )
