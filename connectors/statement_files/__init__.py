@@ -6,6 +6,7 @@ its own and all are kept. The format is documented in docs/statement-format.md.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 import duckdb
@@ -19,15 +20,17 @@ from connectors.statement_files.helpers import (
     raw_csv_sql,
 )
 from connectors.statement_files.settings import StatementFilesSettings
+from connectors.statement_files.tolerant import header_map, tolerant_sql, xlsx_sql
 from revshare.periods import Period
+from revshare.sqlutil import lit
 
-_SUFFIXES = (".csv", ".json")
+_SUFFIXES = (".csv", ".json", ".xlsx")
 
 
 class StatementFilesConnector(Connector):
     type: ClassVar[str] = "statement_files"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        produces="statement", formats=("csv", "json"), restates=True
+        produces="statement", formats=("csv", "json", "xlsx"), restates=True
     )
     settings_model: ClassVar[type[StatementFilesSettings]] = StatementFilesSettings
     settings: StatementFilesSettings
@@ -43,39 +46,62 @@ class StatementFilesConnector(Connector):
         con = duckdb.connect()
         parts = []
         for rel in ctx.files:
-            path = str(ctx.file(rel))
-            raw = json_lines_sql(path) if rel.lower().endswith(".json") else raw_csv_sql(path)
-            self._check(con, raw, rel, ctx.period)
-            parts.append(canonical_sql(raw, rel, ctx.snapshot_id))
+            raw = self._raw(ctx.file(rel), rel)
+            try:
+                cols = [r[0] for r in con.execute(f"DESCRIBE {raw}").fetchall()]
+                mapping = header_map(c for c in cols if c != "_row")
+            except duckdb.Error as exc:
+                raise self.error(f"cannot read statement: {exc}", file=rel) from None
+            except ValueError as exc:
+                raise self.error(str(exc), file=rel) from None
+            missing = [c for c in REQUIRED if c not in mapping]
+            if missing:
+                raise self.error(
+                    f"statement lacks column(s) {', '.join(missing)}", file=rel, column=missing[0]
+                )
+            rows = tolerant_sql(raw, mapping)
+            self._check(con, rows, rel, ctx.period, mapping)
+            parts.append(canonical_sql(rows, rel, ctx.snapshot_id))
         return "\nUNION ALL BY NAME\n".join(parts)
 
-    def _check(self, con: duckdb.DuckDBPyConnection, raw: str, rel: str, period: Period) -> None:
+    def _raw(self, path: Path, rel: str) -> str:
+        suffix = rel.lower().rsplit(".", 1)[-1]
+        if suffix == "json":
+            return json_lines_sql(str(path))
+        if suffix == "xlsx":
+            try:
+                return xlsx_sql(path)
+            except Exception as exc:  # openpyxl raises many kinds for a bad workbook
+                raise self.error(f"cannot read workbook: {exc}", file=rel) from None
+        return raw_csv_sql(str(path))
+
+    def _check(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        rows: str,
+        rel: str,
+        period: Period,
+        mapping: dict[str, str],
+    ) -> None:
         """Strict about what matters: every required value present, every number a number."""
-        try:
-            cols = {r[0] for r in con.execute(f"DESCRIBE {raw}").fetchall()}
-        except duckdb.Error as exc:
-            raise self.error(f"cannot read statement: {exc}", file=rel) from None
-        missing = [c for c in REQUIRED if c not in cols]
-        if missing:
-            raise self.error(
-                f"statement lacks column(s) {', '.join(missing)}", file=rel, column=missing[0]
-            )
         probes = [
-            f"SELECT _row, '{c}' AS col, CAST({c} AS VARCHAR) AS v FROM ({raw}) "
-            f"WHERE {c} IS NULL OR trim({c}) = ''"
+            f"SELECT _row, '{c}' AS col, {c}__text AS v FROM ({rows}) "
+            f"WHERE {c}__text IS NULL OR trim({c}__text) = ''"
             for c in REQUIRED
         ]
         probes += [
-            f"SELECT _row, '{c}', {c} FROM ({raw}) "
-            f"WHERE {c} IS NOT NULL AND TRY_CAST({c} AS {t}) IS NULL"
-            for c, t in TYPED.items()
-            if c in cols
+            f"SELECT _row, '{c}', {c}__text FROM ({rows}) "
+            f"WHERE {c}__text IS NOT NULL AND trim({c}__text) <> '' "
+            f"AND TRY_CAST({c} AS {t}) IS NULL"
+            for c, t in {**TYPED, "period": "VARCHAR"}.items()
         ]
-        probes.append(f"SELECT _row, 'period', period FROM ({raw}) WHERE period <> '{period}'")
+        probes.append(
+            f"SELECT _row, 'period', {lit('@')} || period FROM ({rows}) WHERE period <> '{period}'"
+        )
         bad = con.execute(" UNION ALL ".join(probes) + " ORDER BY 1 LIMIT 1").fetchone()
         if bad:
             row, col, val = bad
             what = "is empty" if val is None or not str(val).strip() else f"has {val!r}"
-            if col == "period":
-                what = f"is for period {val!r}, not {period}"
-            raise self.error(f"{col} {what}", file=rel, row=row, column=col)
+            if str(val).startswith("@"):
+                what = f"is for period {val[1:]!r}, not {period}"
+            raise self.error(f"{col} {what}", file=rel, row=row, column=mapping.get(col, col))

@@ -89,3 +89,70 @@ def test_missing_column_and_missing_statement(tmp_path: Path) -> None:
     _write(tmp_path, "x.csv", HEADER.replace(",share_amount", "") + "\n")
     with pytest.raises(SourceError, match="share_amount"):
         _read(tmp_path)
+
+
+TOLERANT = (
+    "Statement No,Rev,Issued,Partner,Month,Model,Location,Unit,Qty,Revenue,Rate,Share,CCY,Notes\n"
+    'S9,2,05 Nov 2026,AWS,Oct 2026,llama-3.3-70b,us-east-1,1M input tokens,2.5,"$1,234.50",'
+    '15%,"USD 185.18",$,first line\n'
+    "S9,2,2026/11/05,aws,202610,llama-3.3-70b,us-east-1,Output,77,0.10,0.15,0.015 USD,usd,\n"
+)
+
+
+def test_statements_as_partners_send_them_are_read_exactly(tmp_path: Path) -> None:
+    _write(tmp_path, "s.csv", TOLERANT)
+    rows = _read(tmp_path).to_pylist()
+    first, second = rows
+    assert first["StatementId"] == "S9" and first["Revision"] == 2
+    assert str(first["IssuedDate"]) == "2026-11-05" and first["x_PartnerId"] == "aws"
+    assert first["x_Unit"] == "input_tokens" and first["x_Tokens"] == Decimal(2_500_000)
+    assert first["GrossRevenue"] == Decimal("1234.50") and first["ShareRate"] == Decimal("0.15")
+    assert first["ShareAmount"] == Decimal("185.18") and first["Currency"] == "USD"
+    assert second["x_Unit"] == "output_tokens" and second["x_Tokens"] == Decimal(77)
+    assert second["ShareAmount"] == Decimal("0.015") and second["Currency"] == "USD"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "column"),
+    [
+        (',"$1,234.50",', ',"12,5",', "Revenue"),  # a decimal comma is never guessed
+        ("05 Nov 2026", "11/05/2026", "Issued"),  # month/day order is ambiguous: refused
+        (",2.5,", ",2.5 tokens,", "Qty"),
+    ],
+)
+def test_what_cannot_be_read_is_refused_with_the_partners_column(
+    tmp_path: Path, old: str, new: str, column: str
+) -> None:
+    _write(tmp_path, "s.csv", TOLERANT.replace(old, new, 1))
+    with pytest.raises(SourceError) as exc:
+        _read(tmp_path)
+    assert (exc.value.file, exc.value.row, exc.value.column) == ("s.csv", 1, column)
+
+
+def test_two_columns_for_one_field_are_refused(tmp_path: Path) -> None:
+    _write(tmp_path, "s.csv", TOLERANT.replace(",Notes", ",Share Amount"))
+    with pytest.raises(SourceError, match="both look like share_amount"):
+        _read(tmp_path)
+
+
+def test_xlsx_statement_reads_like_the_csv(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    csv_dir, xlsx_dir = tmp_path / "c", tmp_path / "x"
+    _write(csv_dir, "s.csv", "\n".join([HEADER, ROW1, ROW2]) + "\n")
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["Partner revenue-share statement"])  # a title row is not taken for the header
+    ws.append([])
+    for line in [HEADER, ROW1, ROW2]:
+        ws.append([float(v) if v.replace(".", "", 1).isdigit() and "." in v else v
+                   for v in line.split(",")])  # fmt: skip
+    (xlsx_dir / str(P)).mkdir(parents=True)
+    wb.save(xlsx_dir / str(P) / "s.xlsx")
+    with pytest.raises(SourceError, match="lacks column"):  # the title row is not a header
+        _read(xlsx_dir)
+    ws.delete_rows(1, 2)
+    wb.save(xlsx_dir / str(P) / "s.xlsx")
+    want = _read(csv_dir).drop_columns(["x_SourceFile"])
+    got = _read(xlsx_dir).drop_columns(["x_SourceFile"])
+    assert got.to_pylist() == want.to_pylist()
