@@ -1,25 +1,32 @@
 """The reconciliation flow: extract -> normalize -> validate -> reconcile -> publish.
 
 One partner's failure (a source that cannot be read or fails validation) quarantines that
-partner only; the others still reconcile and the report says what is missing. The flow ends
-Failed only when no partner could be reconciled.
+partner only; the others still reconcile and the report says what is missing. Final state
+policy: Completed when every partner reconciled; Completed with a ``reconciliation-warning``
+artifact (status ``partial``) when some were quarantined; Failed when none could be.
+
+Operations (docs/operations.md): the (period, partner) locks of ``flows/locks.py`` keep two
+runs of the same partner-month from racing; extraction retries, timeouts, per-source
+concurrency limits and the remote pull cache are in ``flows/extraction.py``; the ledger
+details, artifacts and notifications after publishing are in ``flows/operations.py``.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.utilities.annotations import quote
 
 from connectors import build_connector
 from connectors.base import Connector, NormalizeContext
-from flows import validation
+from flows import extraction, operations, validation
 from flows.credentials import block_credentials
+from flows.locks import partition_locks
 from flows.publish_remote import publish_from_env
 from revshare import ledger
 from revshare.config import Config, Settings, load_config
@@ -32,16 +39,15 @@ from revshare.reconcile import PartnerResult, reconcile_partner
 from revshare.runs import RunPaths, new_run_id
 from revshare.schema import BILLING_SCHEMA
 from revshare.sqlutil import lit
-from revshare.stages import Normalized, extract, normalize
+from revshare.stages import Normalized, normalize
 from revshare.store import Snapshot, open_snapshot
 
 
-@task(name="extract", cache_policy=NO_CACHE)
-def extract_task(connector: Connector, period: Period, landing: Path) -> Snapshot:
-    return extract(connector, period, landing)
-
-
-@task(name="normalize", cache_policy=NO_CACHE)
+@task(
+    name="normalize",
+    cache_policy=NO_CACHE,
+    timeout_seconds=extraction.NORMALIZE_TIMEOUT,
+)
 def normalize_task(
     connector: Connector, ctx: NormalizeContext, out: Path, config: Config, temp_dir: Path
 ) -> Normalized:
@@ -91,6 +97,7 @@ def _source(
     period: Period,
     paths: RunPaths,
     outcome: PartnerOutcome,
+    pull: extraction.Pull,
 ) -> tuple[Connector, Snapshot] | None:
     """Extract, normalize and validate one source; on failure, quarantine and return None."""
     source = getattr(config.partners[pid], kind)
@@ -101,7 +108,7 @@ def _source(
             raise SourceError(f"{pid}/{kind}", "no source configured")
         with block_credentials(source, f"{pid}/{kind}") as resolved:
             connector = build_connector(resolved, settings.data_dir, f"{pid}/{kind}")
-            snap = extract_task(connector, period, settings.landing_dir / pid / kind / str(period))
+            snap = _snapshot(pid, kind, source, connector, period, settings, pull)
         so.snapshot_id = snap.id
         ctx = NormalizeContext(pid, period, snap.id, snap.dir, snap.files)
         validation.check_native(so, connector, ctx, paths)  # raises SourceError if blocked
@@ -117,6 +124,42 @@ def _source(
         outcome.quarantine(str(exc))
         get_run_logger().warning("quarantined %s", exc)
         return None
+
+
+def _snapshot(
+    pid: str,
+    kind: str,
+    source: Any,
+    connector: Connector,
+    period: Period,
+    settings: Settings,
+    pull: extraction.Pull,
+) -> Snapshot:
+    """Land the source's delivery, or reuse a snapshot when pulling again is pointless.
+
+    Not selected by ``sources``: the snapshot the last recorded run used. A remote source
+    pulled within the cache window: that pull's snapshot (unless ``force``). Otherwise pull."""
+    log = get_run_logger()
+    landing = settings.landing_dir / pid / kind / str(period)
+    if not extraction.wants_pull(pull.sources, pid, kind):
+        sid = ledger.last_snapshot(settings.warehouse_path, str(period), pid, kind)
+        if sid is not None and (landing / sid).is_dir():
+            log.info("%s/%s: not selected, reusing snapshot %s", pid, kind, sid)
+            return open_snapshot(landing, sid)
+    remote = extraction.is_remote(source.connector_settings())
+    key = extraction.settings_key(source.type, source.connector_settings())
+    if remote and not pull.force:
+        cached = extraction.cached_snapshot(landing, key)
+        if cached is not None:
+            log.info("%s/%s: pulled recently, reusing snapshot %s", pid, kind, cached.id)
+            return cached
+    limit = f"{extraction.LIMIT_PREFIX}{source.type}"
+    snap = extraction.extract_task(
+        connector, period, landing, limit if limit in pull.limits else None
+    )
+    if remote:
+        extraction.remember_pull(landing, key, snap)
+    return snap
 
 
 def _previous_billing(
@@ -141,12 +184,21 @@ def _previous_billing(
     ).path
 
 
-@flow(name="reconcile-period")
+@flow(name="reconcile-period", on_failure=[operations.notify_crash])
 def reconcile_period(
-    period: str | None = None, partners: list[str] | None = None, dry_run: bool = False
+    period: str | None = None,
+    partners: list[str] | None = None,
+    dry_run: bool = False,
+    sources: list[str] | None = None,
+    force: bool = False,
+    notify: bool = True,
 ) -> dict:
     """Reconcile ``period`` (YYYY-MM; default the last closed month, UTC) for ``partners``
-    (default: all configured). A dry run computes and reports but writes no ledger."""
+    (default: all configured). ``sources`` (``billing``, ``statement`` or ``aws/billing``)
+    limits which sources are extracted again, the others reuse the snapshot the last recorded
+    run used; ``force`` pulls remote sources even if they were pulled recently. A dry run
+    computes and reports but writes no ledger. ``notify=False`` sends no notifications (the
+    nightly month-to-date run, which has no statements yet)."""
     log = get_run_logger()
     settings = Settings()
     config = load_config(settings.config_dir)
@@ -158,6 +210,8 @@ def reconcile_period(
     started = datetime.now(UTC)
     run_id = new_run_id(p, started)
     paths = RunPaths(settings.runs_dir / run_id)
+    params = {"period": str(p), "partners": selected, "dry_run": dry_run}
+    params |= {"sources": sources, "force": force}
     log.info(
         "run %s: period %s, partners %s%s",
         run_id,
@@ -165,42 +219,51 @@ def reconcile_period(
         ", ".join(selected),
         " (dry run)" if dry_run else "",
     )
-    outcomes, results = [], []
-    for pid in selected:
-        outcome = PartnerOutcome(pid, config.partners[pid].name)
-        outcomes.append(outcome)
-        billing = _source(pid, "billing", config, settings, p, paths, outcome)
-        statement = _source(pid, "statement", config, settings, p, paths, outcome)
-        if billing is None or statement is None:
-            continue
-        validation.check_completeness(outcome, paths)  # warn-level unless config says block
-        if outcome.status == "quarantined":
-            continue
-        prev = _previous_billing(pid, p, settings, paths, config, billing, statement[1])
-        results.append(reconcile_task(_q(config), pid, p, paths, prev))
-        log.info("%s reconciled", pid)
-    validation.finish(outcomes, paths, run_id)  # Data Docs + data-quality artifacts
-    summary = publish(
-        paths,
-        run_id=run_id,
-        period=p,
-        partners=selected,
-        outcomes=outcomes,
-        results=results,
-        config=config,
-        started=started,
-        warehouse=None if dry_run else settings.warehouse_path,
-    )
-    # Optional copy of the run folder to object storage (REVSHARE_PUBLISH_URI).
-    publish_from_env(paths.root)
-    create_markdown_artifact(
-        summary["markdown"], key="reconciliation-summary", description=f"Run {run_id}"
-    )
-    if summary["discrepancy_rows"]:
-        create_table_artifact(
-            summary["discrepancy_rows"],
-            key="discrepancies",
-            description=f"Run {run_id}: discrepancies by money at stake",
+    pull = extraction.Pull(sources, force, extraction.defined_limits())
+    timings: dict[str, float] = {}
+    with partition_locks(settings.home, str(p), selected, run_id):
+        timings["lock_wait"] = (datetime.now(UTC) - started).total_seconds()
+        outcomes, results = [], []
+        for pid in selected:
+            t0 = time.monotonic()
+            outcome = PartnerOutcome(pid, config.partners[pid].name)
+            outcomes.append(outcome)
+            billing = _source(pid, "billing", config, settings, p, paths, outcome, pull)
+            statement = _source(pid, "statement", config, settings, p, paths, outcome, pull)
+            if billing is not None and statement is not None:
+                validation.check_completeness(outcome, paths)  # warn unless config blocks
+            if billing is not None and statement is not None and outcome.status != "quarantined":
+                prev = _previous_billing(pid, p, settings, paths, config, billing, statement[1])
+                results.append(reconcile_task(_q(config), pid, p, paths, prev))
+                log.info("%s reconciled", pid)
+            timings[pid] = round(time.monotonic() - t0, 3)
+        validation.finish(outcomes, paths, run_id)  # Data Docs + data-quality artifacts
+        t0 = time.monotonic()
+        summary = publish(
+            paths,
+            run_id=run_id,
+            period=p,
+            partners=selected,
+            outcomes=outcomes,
+            results=results,
+            config=config,
+            started=started,
+            warehouse=None if dry_run else settings.warehouse_path,
+        )
+        timings["publish"] = round(time.monotonic() - t0, 3)
+        # Optional copy of the run folder to object storage (REVSHARE_PUBLISH_URI).
+        publish_from_env(paths.root)
+        operations.after_publish(
+            summary,
+            paths=paths,
+            settings=settings,
+            period=str(p),
+            params=params,
+            outcomes=outcomes,
+            started=started,
+            timings=timings,
+            dry_run=dry_run,
+            notify=notify,
         )
     if not results:
         raise RuntimeError(f"no partner could be reconciled; see {paths.report}")

@@ -1,4 +1,4 @@
-"""The command line: ``revshare generate``, ``revshare run``, ``revshare demo``.
+"""The command line: ``generate``, ``run``, ``demo``, ``rerun``, ``backfill``, ``runs``.
 
 The CLI is the one face on top: it may import flows to run them; nothing imports it.
 """
@@ -28,6 +28,8 @@ app = typer.Typer(
     help="Reconcile model revenue-share statements against cloud billing.",
 )
 app.add_typer(cli_connectors.app, name="connectors")
+runs_app = typer.Typer(no_args_is_help=True, help="The run ledger: what ran, on what, how.")
+app.add_typer(runs_app, name="runs")
 # Wide enough for the summary table when output goes to a log rather than a terminal.
 console = Console(width=max(Console().width, 120))
 
@@ -122,6 +124,135 @@ def demo(
     settings = Settings()
     generate(period=period, out=settings.data_dir, rows=rows)
     run(period=period, partner=None, dry_run=False)
+
+
+PartnerOpt = Annotated[
+    list[str] | None, typer.Option("--partner", help="Partner id; repeat for several.")
+]
+
+
+@app.command()
+def rerun(
+    period: PeriodOpt,
+    partner: PartnerOpt = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source", help="Re-extract only these: billing, statement or aws/billing; repeat."
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Pull remote sources even if cached.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Compute and report; write no ledger.")] = False,
+) -> None:
+    """Finance rerun of one period: the same flow and parameters as the ``rerun`` deployment,
+    run here on Prefect's local API (or the server PREFECT_API_URL names)."""
+    _period(period)
+    from flows.reconcile import reconcile_period
+
+    result = reconcile_period(
+        period=period, partners=partner or None, dry_run=dry_run, sources=source, force=force
+    )
+    _print_summary(result)
+
+
+@app.command()
+def backfill(
+    start: Annotated[str, typer.Option("--from", help="First period, YYYY-MM.")],
+    end: Annotated[str, typer.Option("--to", help="Last period, YYYY-MM (inclusive).")],
+    partner: PartnerOpt = None,
+    force: Annotated[bool, typer.Option(help="Pull remote sources even if cached.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Compute and report; write no ledger.")] = False,
+) -> None:
+    """Reconcile every period in a range, oldest first; one failing period does not stop
+    the others."""
+    _period(start), _period(end)
+    from flows.schedule import backfill as backfill_flow
+
+    state = backfill_flow(
+        start=start, end=end, partners=partner or None, force=force, dry_run=dry_run,
+        return_state=True,
+    )  # fmt: skip
+    rows = state.result(raise_on_failure=False)
+    if not isinstance(rows, list):
+        console.print(f"[red]backfill failed[/red]: {rows}")
+        raise typer.Exit(1)
+    for r in rows:
+        console.print(f"{r['period']}: {r['status']} {r.get('report', '')}")
+
+
+def _fmt_time(x: object) -> str:
+    return x.strftime("%Y-%m-%d %H:%M:%S") if hasattr(x, "strftime") else str(x or "")
+
+
+@runs_app.command("list")
+def runs_list(
+    period: Annotated[str | None, typer.Option(help="Only this period, YYYY-MM.")] = None,
+    limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
+) -> None:
+    """Recorded runs, newest first (dry runs write no ledger and are not listed)."""
+    from revshare import ledger
+
+    rows = ledger.list_runs(Settings().warehouse_path, period, limit)
+    if not rows:
+        console.print("no runs recorded")
+        return
+    t = Table(title="Runs")
+    t.add_column("run id", no_wrap=True)
+    for col in ("period", "status", "partners", "started (UTC)", "seconds", "report"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        secs = r["duration_seconds"]
+        t.add_row(
+            r["run_id"], r["period"], r["status"], ", ".join(r["partners"] or []),
+            _fmt_time(r["started_at"]), f"{secs:.1f}" if secs is not None else "",
+            r["report_path"] or "",
+        )  # fmt: skip
+    console.print(t)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One run: parameters, snapshots used, outcome per partner, timings, report."""
+    import json
+
+    from revshare import ledger
+
+    run = ledger.show_run(Settings().warehouse_path, run_id)
+    if run is None:
+        console.print(f"[red]no single recorded run matches {run_id!r}[/red]")
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(run, indent=1, default=str))
+        return
+    console.print(f"[bold]Run {run['run_id']}[/bold] — {run['status']}")
+    console.print(f"period {run['period']}; partners {', '.join(run['partners'] or [])}")
+    console.print(
+        f"started {_fmt_time(run['started_at'])}, finished {_fmt_time(run['finished_at'])}"
+        + (f", {run['duration_seconds']:.1f} s" if run.get("duration_seconds") else "")
+    )
+    if run.get("params"):
+        console.print(f"parameters: {json.dumps(run['params'])}")
+    if run.get("flow_run_id"):
+        console.print(f"Prefect flow run: {run['flow_run_id']}")
+    t = Table(title="Sources")
+    for col in ("partner", "kind", "type", "snapshot", "rows", "status", "reason"):
+        t.add_column(col, overflow="fold")
+    for s in run["sources"]:
+        t.add_row(
+            s["partner"], s["kind"], s["source_type"], s["snapshot_id"] or "",
+            str(s["rows"] if s["rows"] is not None else ""), s["status"], s["reason"] or "",
+        )  # fmt: skip
+    console.print(t)
+    if run.get("timings"):
+        console.print("timings (s): " + ", ".join(f"{k} {v}" for k, v in run["timings"].items()))
+    for partner, n in run.get("discrepancies", []):
+        console.print(f"{partner}: {n} discrepancies")
+    for n in run.get("notifications", []):
+        console.print(f"notification {n['channel']}: {n['status']}")
+    console.print(f"Report: {run['report_path']}")
 
 
 if __name__ == "__main__":

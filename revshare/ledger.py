@@ -7,7 +7,9 @@ rerun never overwrites the figures an earlier report showed.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -21,7 +23,12 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS run_sources (
   run_id VARCHAR, partner VARCHAR, kind VARCHAR, source_type VARCHAR, snapshot_id VARCHAR,
   rows BIGINT, status VARCHAR, reason VARCHAR);
+CREATE TABLE IF NOT EXISTS run_details (
+  run_id VARCHAR PRIMARY KEY, params VARCHAR, flow_run_id VARCHAR, duration_seconds DOUBLE,
+  timings VARCHAR, partners VARCHAR, notifications VARCHAR);
 """
+# run_details is additive (CREATE TABLE IF NOT EXISTS): a warehouse written before it existed
+# gains the table on its next write and its older runs simply have no details.
 
 
 def _con(path: Path):
@@ -116,5 +123,162 @@ def partner_history(path: Path, before: str, partners: list[str], periods: int =
         )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    finally:
+        con.close()
+
+
+def _read(path: Path) -> duckdb.DuckDBPyConnection | None:
+    """A read-only connection, or None when there is no warehouse yet."""
+    if not path.exists():
+        return None
+    con = duckdb.connect(str(path), read_only=True)
+    con.execute("SET TimeZone = 'UTC'")
+    return con
+
+
+def _has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    sql = "SELECT count(*) FROM information_schema.tables WHERE table_name = ?"
+    return bool(con.execute(sql, [table]).fetchone()[0])
+
+
+def record_details(path: Path, run_id: str, details: dict[str, Any]) -> None:
+    """Operational details of a recorded run: parameters, flow run, timings, per-partner
+    outcome and notifications sent. Kept beside ``runs`` so ``record_run`` stays as it was."""
+    con = _con(path)
+    try:
+        con.execute(
+            "INSERT OR REPLACE INTO run_details VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                run_id,
+                json.dumps(details.get("params", {}), default=str),
+                details.get("flow_run_id"),
+                details.get("duration_seconds"),
+                json.dumps(details.get("timings", {}), default=str),
+                json.dumps(details.get("partners", []), default=str),
+                json.dumps(details.get("notifications", []), default=str),
+            ],
+        )
+    finally:
+        con.close()
+
+
+def list_runs(path: Path, period: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Newest first: id, period, status, partners, times, duration, report."""
+    con = _read(path)
+    if con is None:
+        return []
+    try:
+        details = _has(con, "run_details")
+        join = "LEFT JOIN run_details d USING (run_id)" if details else ""
+        dur = "d.duration_seconds" if details else "NULL"
+        cur = con.execute(
+            f"""SELECT r.run_id, r.period, r.status, r.partners, r.started_at, r.finished_at,
+                       {dur} AS duration_seconds, r.report_path
+                FROM runs r {join} WHERE ? IS NULL OR r.period = ?
+                ORDER BY r.started_at DESC, r.run_id DESC LIMIT ?""",
+            [period, period, limit],
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    finally:
+        con.close()
+
+
+def show_run(path: Path, run_id: str) -> dict[str, Any] | None:
+    """Everything the ledger holds on one run (a unique prefix of the id is enough)."""
+    con = _read(path)
+    if con is None:
+        return None
+    try:
+        ids = [
+            r[0]
+            for r in con.execute(
+                "SELECT run_id FROM runs WHERE starts_with(run_id, ?)", [run_id]
+            ).fetchall()
+        ]
+        if len(ids) != 1:
+            return None
+        rid = ids[0]
+        cur = con.execute("SELECT * FROM runs WHERE run_id = ?", [rid])
+        names = [d[0] for d in cur.description]
+        run = dict(zip(names, cur.fetchone(), strict=True))
+        cur = con.execute(
+            "SELECT partner, kind, source_type, snapshot_id, rows, status, reason "
+            "FROM run_sources WHERE run_id = ? ORDER BY partner, kind",
+            [rid],
+        )
+        names = [d[0] for d in cur.description]
+        run["sources"] = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        if _has(con, "run_details"):
+            row = con.execute(
+                "SELECT params, flow_run_id, duration_seconds, timings, partners, notifications"
+                " FROM run_details WHERE run_id = ?",
+                [rid],
+            ).fetchone()
+            if row:
+                run["params"] = json.loads(row[0])
+                run["flow_run_id"] = row[1]
+                run["duration_seconds"] = row[2]
+                run["timings"] = json.loads(row[3])
+                run["outcomes"] = json.loads(row[4])
+                run["notifications"] = json.loads(row[5])
+        if _has(con, "reconciliation"):
+            run["discrepancies"] = con.execute(
+                "SELECT partner, count(*) FROM reconciliation WHERE run_id = ? "
+                "AND type <> 'matched' GROUP BY partner ORDER BY partner",
+                [rid],
+            ).fetchall()
+        return run
+    finally:
+        con.close()
+
+
+def last_snapshot(path: Path, period: str, partner: str, kind: str) -> str | None:
+    """The snapshot of ``kind`` the latest recorded run of (period, partner) used, if ok."""
+    con = _read(path)
+    if con is None:
+        return None
+    try:
+        row = con.execute(
+            """SELECT s.snapshot_id FROM runs r JOIN run_sources s USING (run_id)
+               WHERE r.period = ? AND s.partner = ? AND s.kind = ? AND s.status = 'ok'
+                 AND s.snapshot_id IS NOT NULL
+               ORDER BY r.started_at DESC, r.run_id DESC LIMIT 1""",
+            [period, partner, kind],
+        ).fetchone()
+        return row[0] if row else None
+    finally:
+        con.close()
+
+
+def previous_discrepancies(
+    path: Path, period: str, partner: str, before_run: str
+) -> dict[str, dict[str, Any]] | None:
+    """The discrepancies of the latest recorded run of (period, partner) other than
+    ``before_run`` and started before it, by discrepancy id; None if there was no such run
+    (then every discrepancy of this run is new)."""
+    con = _read(path)
+    if con is None or not _has(con, "reconciliation"):
+        if con is not None:
+            con.close()
+        return None
+    try:
+        prev = con.execute(
+            """SELECT DISTINCT r.run_id, r.started_at FROM runs r
+               JOIN reconciliation g ON g.run_id = r.run_id
+               WHERE r.period = ? AND g.partner = ? AND r.run_id <> ?
+                 AND r.started_at <= coalesce(
+                     (SELECT started_at FROM runs WHERE run_id = ?), now())
+               ORDER BY r.started_at DESC, r.run_id DESC LIMIT 1""",
+            [period, partner, before_run, before_run],
+        ).fetchone()
+        if prev is None:
+            return None
+        cur = con.execute(
+            "SELECT discrepancy_id, type, amount, currency FROM reconciliation "
+            "WHERE run_id = ? AND partner = ? AND type <> 'matched'",
+            [prev[0], partner],
+        )
+        return {r[0]: {"type": r[1], "amount": r[2], "currency": r[3]} for r in cur.fetchall()}
     finally:
         con.close()
