@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 S3_SCHEME = "s3://"
 
@@ -148,6 +148,29 @@ class S3Options(BaseModel):
         if v is not None and not _PROFILE.match(v):
             raise ValueError(f"profile must be a plain profile name, got {v!r}")
         return v
+
+    #: ``s3://BUCKET/PREFIX`` (pull from S3) or a local folder laid out the same way.
+    path: str
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if is_s3_uri(v):
+            parse_s3_uri(v)
+        return v
+
+    @model_validator(mode="after")
+    def _remote_fields_need_s3(self) -> S3Options:
+        if self.remote is None and self.remote_fields_set():
+            raise ValueError(
+                f"{', '.join(self.remote_fields_set())} only apply when path is an s3:// URI"
+            )
+        return self
+
+    @property
+    def remote(self) -> S3Location | None:
+        """The S3 location when the source is remote, else None (a local folder)."""
+        return parse_s3_uri(self.path) if is_s3_uri(self.path) else None
 
     def remote_fields_set(self) -> list[str]:
         """Remote-only fields given explicitly (an error when ``path`` is local)."""

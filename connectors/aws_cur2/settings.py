@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import field_validator, model_validator
+from pydantic import field_validator
 
-from connectors.aws_cur2.s3config import S3Location, S3Options, is_s3_uri, parse_s3_uri
+from connectors.aws_cur2.s3config import S3Options
 from connectors.base import ConnectorSettings
 
 # AWS allows letters, digits, '-' and '_' in export names; anything else cannot be ours and
@@ -40,23 +40,3 @@ class AwsCur2Settings(ConnectorSettings, S3Options):
     @classmethod
     def _export(cls, v: str) -> str:
         return check_export_name(v)
-
-    @field_validator("path")
-    @classmethod
-    def _path(cls, v: str) -> str:
-        if is_s3_uri(v):
-            parse_s3_uri(v)
-        return v
-
-    @model_validator(mode="after")
-    def _remote_fields_need_s3(self) -> AwsCur2Settings:
-        if self.remote is None and self.remote_fields_set():
-            raise ValueError(
-                f"{', '.join(self.remote_fields_set())} only apply when path is an s3:// URI"
-            )
-        return self
-
-    @property
-    def remote(self) -> S3Location | None:
-        """The S3 location when the source is remote, else None (a local folder)."""
-        return parse_s3_uri(self.path) if is_s3_uri(self.path) else None

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import field_validator, model_validator
 
-from connectors.aws_cur2.s3config import S3Location, S3Options, is_s3_uri, parse_s3_uri
+from connectors.aws_cur2.s3config import S3Options
 from connectors.aws_cur2.settings import check_export_name
 from connectors.base import ConnectorSettings
 
@@ -55,26 +55,10 @@ class FocusSettings(ConnectorSettings, S3Options):
     def _export(cls, v: str | None) -> str | None:
         return None if v is None else check_export_name(v)
 
-    @field_validator("path")
-    @classmethod
-    def _path(cls, v: str) -> str:
-        if is_s3_uri(v):
-            parse_s3_uri(v)
-        return v
-
     @model_validator(mode="after")
     def _modes(self) -> FocusSettings:
         if self.remote is not None and self.export_name is None:
             raise ValueError(
                 "an s3:// path needs export_name: the export's manifest says which files to read"
             )
-        if self.remote is None and self.remote_fields_set():
-            raise ValueError(
-                f"{', '.join(self.remote_fields_set())} only apply when path is an s3:// URI"
-            )
         return self
-
-    @property
-    def remote(self) -> S3Location | None:
-        """The S3 location when the source is remote, else None (a local folder)."""
-        return parse_s3_uri(self.path) if is_s3_uri(self.path) else None
