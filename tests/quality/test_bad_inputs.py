@@ -24,7 +24,7 @@ import pytest
 from connectors import build_connector
 from connectors.base import NormalizeContext
 from flows import validation
-from flows.reconcile import _params
+from flows.partner import _params
 from revshare.config import load_config
 from revshare.errors import SourceError
 from revshare.generate import generate
