@@ -1,7 +1,11 @@
-"""Partner statements in our published format, from a local folder.
+"""Partner statements in our published format, from a local folder, a bucket, a container or
+an SFTP drop.
 
-Layout: ``<path>/<YYYY-MM>/<anything>.csv|.json``; every revision a partner sends is a file of
-its own and all are kept. The format is documented in docs/statement-format.md.
+Layout: ``<path>/<YYYY-MM>/<anything>.csv|.json|.xlsx``; every revision a partner sends is a
+file of its own and all are kept. A remote ``path`` (``s3://``, ``gs://``, ``az://``,
+``sftp://``) is pulled by ``fetch`` into staging in that same layout (``remote.py``, the only
+module that imports an SDK, loaded only then) and read by the same code as a local folder.
+The format is documented in docs/statement-format.md.
 """
 
 from __future__ import annotations
@@ -36,7 +40,28 @@ class StatementFilesConnector(Connector):
     settings: StatementFilesSettings
 
     def locate(self, period: Period) -> Delivery:
-        folder = self.local_root(self.settings.path) / str(period)
+        if self.settings.location is not None:
+            raise self.error(
+                f"this source is remote ({self.settings.location.uri()}): it is pulled with "
+                "fetch(), not read in place"
+            )
+        return self._files(self.local_root(self.settings.path), period)
+
+    def fetch(self, period: Period, staging: Path) -> Delivery:
+        """Local folder: ``locate``. Remote: download the period's files into
+        ``staging/<YYYY-MM>/`` with their names, then read them as a local folder (so the
+        snapshot of the same files is the same, whichever way they came)."""
+        loc = self.settings.location
+        if loc is None:
+            return self.locate(period)
+        from connectors.statement_files import remote  # the SDKs only when pulling
+
+        remote.pull(self, loc, period, staging)
+        local = self._files(staging, period)
+        return Delivery(local.files, metadata={"source": loc.uri()})
+
+    def _files(self, root: Path, period: Period) -> Delivery:
+        folder = root / str(period)
         files = sorted(p for p in folder.glob("*") if p.suffix.lower() in _SUFFIXES)
         if not files:
             raise self.error(f"no statement for {period} in {folder}")
@@ -63,6 +88,14 @@ class StatementFilesConnector(Connector):
             self._check(con, rows, rel, ctx.period, mapping)
             parts.append(canonical_sql(rows, rel, ctx.snapshot_id))
         return "\nUNION ALL BY NAME\n".join(parts)
+
+    def row_accounting_sql(self, ctx: NormalizeContext) -> str:
+        """Every line of every statement file; none is rejected one by one (a line that
+        cannot be read, or is for another period, refuses the whole statement)."""
+        return "\nUNION ALL\n".join(
+            self.accounting_part(rel, f"({self._raw(ctx.file(rel), rel)})", "_row")
+            for rel in ctx.files
+        )
 
     def _raw(self, path: Path, rel: str) -> str:
         suffix = rel.lower().rsplit(".", 1)[-1]

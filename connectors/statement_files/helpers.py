@@ -13,8 +13,13 @@ from revshare.sqlutil import lit
 LINE_COLUMNS = (
     "statement_id", "revision", "issued_date", "partner_id", "period", "model_id", "region",
     "unit", "unit_size", "quantity", "gross_revenue", "share_rate", "share_amount", "currency",
+    "unit_price", "total_share_amount",
 )  # fmt: skip
-REQUIRED = tuple(c for c in LINE_COLUMNS if c not in ("region", "unit_size"))
+#: Header fields: in JSON they sit on the statement object, in CSV/XLSX they repeat per line.
+HEADER_COLUMNS = ("statement_id", "revision", "issued_date", "partner_id", "period", "currency",
+                  "total_share_amount")  # fmt: skip
+OPTIONAL = ("region", "unit_size", "unit_price", "total_share_amount")
+REQUIRED = tuple(c for c in LINE_COLUMNS if c not in OPTIONAL)
 #: Columns that must parse as numbers or dates, with the SQL type they must parse as.
 TYPED = {
     "revision": "BIGINT",
@@ -24,6 +29,8 @@ TYPED = {
     "gross_revenue": "DECIMAL(38,12)",
     "share_rate": "DECIMAL(18,10)",
     "share_amount": "DECIMAL(38,12)",
+    "unit_price": "DECIMAL(38,12)",
+    "total_share_amount": "DECIMAL(38,12)",
 }
 
 
@@ -42,8 +49,7 @@ def raw_csv_sql(path: str) -> str:
 def raw_json_sql(path: str) -> str:
     """The JSON form: a header object with a ``lines`` array; header fields apply to all lines."""
     head = ", ".join(
-        f"CAST(j.{c} AS VARCHAR) AS {c}"
-        for c in ("statement_id", "revision", "issued_date", "partner_id", "period", "currency")
+        f"CAST(json_extract_string(to_json(j), '$.{c}') AS VARCHAR) AS {c}" for c in HEADER_COLUMNS
     )
     return (
         f"SELECT {head}, u.line, CAST(u.i AS BIGINT) AS _row FROM "
@@ -55,20 +61,14 @@ def raw_json_sql(path: str) -> str:
 
 def json_lines_sql(path: str) -> str:
     """Flatten JSON statement lines to the CSV's text columns (line fields win over header)."""
-    line_fields = [
-        c
-        for c in LINE_COLUMNS
-        if c not in ("statement_id", "revision", "issued_date", "partner_id", "period")
-    ]
     cols = []
-    for c in line_fields:
+    for c in LINE_COLUMNS:
         expr = f"CAST(json_extract_string(to_json(line), '$.{c}') AS VARCHAR)"
-        cols.append(f"coalesce({expr}, {c}) AS {c}" if c == "currency" else f"{expr} AS {c}")
-    return (
-        "SELECT statement_id, revision, issued_date, partner_id, period, "
-        + ", ".join(cols)
-        + f", _row FROM ({raw_json_sql(path)})"
-    )
+        if c in HEADER_COLUMNS:
+            cols.append(f"coalesce({expr}, {c}) AS {c}" if c in ("currency",) else c)
+        else:
+            cols.append(f"{expr} AS {c}")
+    return "SELECT " + ", ".join(cols) + f", _row FROM ({raw_json_sql(path)})"
 
 
 def canonical_sql(raw: str, relpath: str, snapshot_id: str) -> str:
@@ -86,6 +86,9 @@ def canonical_sql(raw: str, relpath: str, snapshot_id: str) -> str:
         "ShareRate": "share_rate",
         "ShareAmount": "share_amount",
         "Currency": "upper(trim(currency))",
+        "x_UnitPrice": "nullif(unit_price, '')",
+        "x_Quantity": "quantity",
+        "x_StatementTotalShare": "nullif(total_share_amount, '')",
         "x_SnapshotId": lit(snapshot_id),
         "x_SourceFile": lit(relpath),
         "x_SourceRow": "_row",

@@ -37,6 +37,9 @@ ALIASES: dict[str, str] = {
     **{a: "share_amount" for a in ("shareamount", "share", "amountdue", "revshare",
                                    "revshareamount", "licensorshare")},
     **{a: "currency" for a in ("currency", "ccy", "currencycode")},
+    **{a: "unit_price" for a in ("unitprice", "price", "priceperunit", "listprice")},
+    **{a: "total_share_amount" for a in ("totalshareamount", "totalshare", "totaldue",
+                                         "statementtotal", "totalamountdue")},
 }  # fmt: skip
 
 _DATE_FORMATS = ["%Y-%m-%d", "%Y/%m/%d", "%d.%m.%Y", "%d %b %Y", "%d %B %Y", "%b %d, %Y",
@@ -129,6 +132,8 @@ def tolerant_sql(raw: str, mapping: dict[str, str]) -> str:
         "gross_revenue": _number(col("gross_revenue")),
         "share_rate": _rate(col("share_rate")),
         "share_amount": _number(col("share_amount")),
+        "unit_price": _number(col("unit_price")),
+        "total_share_amount": _number(col("total_share_amount")),
         "currency": "CASE trim(CAST({c} AS VARCHAR)) ".format(c=col("currency"))
         + " ".join(f"WHEN {lit(s)} THEN {lit(code)}" for s, code in _SYMBOLS.items())
         + f" ELSE upper(trim(CAST({col('currency')} AS VARCHAR))) END",

@@ -7,15 +7,18 @@ Every server gets a free port, a log file in the test's temp folder, its own pro
 
 from __future__ import annotations
 
+import getpass
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -47,16 +50,37 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=10)
 
 
+def _answers_http(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+    except urllib.error.HTTPError:
+        return True  # an HTTP error is an answer: the server is up
+    except OSError:
+        return False
+    return True
+
+
+def _answers_ssh(port: int) -> bool:
+    """True once something on ``port`` greets with an SSH banner."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            return s.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
 @contextmanager
 def serve(
     cmd: list[str],
-    ready_url: str,
+    ready_url: str | Callable[[], bool],
     workdir: Path,
     *,
     timeout: float = 60,
     env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen]:
-    """Run ``cmd`` until the context exits; ready when ``ready_url`` gives any HTTP answer."""
+    """Run ``cmd`` until the context exits; ready when ``ready_url`` gives any HTTP answer
+    (or, given a callable, when it returns True)."""
+    ready = ready_url if callable(ready_url) else lambda: _answers_http(ready_url)
     log = (workdir / "server.log").open("wb")
     proc = subprocess.Popen(
         cmd,
@@ -68,18 +92,12 @@ def serve(
     )
     try:
         deadline = time.monotonic() + timeout
-        while True:
+        while not ready():
             if proc.poll() is not None:
                 pytest.fail(f"{cmd[0]} exited with {proc.returncode}; see {log.name}")
-            try:
-                urllib.request.urlopen(ready_url, timeout=1).close()
-                break
-            except urllib.error.HTTPError:
-                break  # an HTTP error is an answer: the server is up
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"{cmd[0]} did not answer within {timeout:.0f} s")
-                time.sleep(0.1)
+            if time.monotonic() > deadline:
+                pytest.fail(f"{cmd[0]} did not answer within {timeout:.0f} s")
+            time.sleep(0.1)
         yield proc
     finally:
         stop(proc)
@@ -135,3 +153,98 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     # Any HTTP answer means it is serving (400/403 without credentials).
     with serve(cmd, f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}?comp=list", data):
         yield port
+
+
+@pytest.fixture(scope="module")
+def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """gcp-storage-emulator (in memory); yields its URL, for ``STORAGE_EMULATOR_HOST``."""
+    exe = tool(REPO / ".venv" / "bin" / "gcp-storage-emulator")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [str(exe), "start", "-H", "127.0.0.1", "--port", str(port), "--in-memory", "-q"]
+    with serve(cmd, f"{url}/", tmp_path_factory.mktemp("gcs")):
+        yield url
+
+
+# -- SFTP: OpenSSH's sshd -----------------------------------------------------------------------
+
+
+def openssh_key(path: Path | None = None, passphrase: bytes | None = None) -> tuple[str, str]:
+    """A new Ed25519 key pair as (private key in OpenSSH format, public key line); the private
+    key is also written to ``path`` (mode 0600) if given."""
+    from cryptography.hazmat.primitives import serialization as ser
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    enc = ser.BestAvailableEncryption(passphrase) if passphrase else ser.NoEncryption()
+    private = key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.OpenSSH, enc).decode()
+    public = key.public_key().public_bytes(ser.Encoding.OpenSSH, ser.PublicFormat.OpenSSH)
+    if path is not None:
+        path.touch(mode=0o600)
+        path.write_text(private)
+    return private, public.decode()
+
+
+@dataclass(frozen=True)
+class SftpServer:
+    port: int
+    user: str
+    #: Where the tests put files; sessions start here (absolute paths work as well).
+    root: Path
+    #: A known_hosts file holding the server's host key, as ``[127.0.0.1]:PORT``.
+    known_hosts: Path
+    #: The one client key the server accepts (OpenSSH private key text).
+    client_key: str
+    host_public_key: str
+
+    def uri(self, path: Path | str) -> str:
+        return f"sftp://{self.user}@127.0.0.1:{self.port}{Path(path).as_posix()}"
+
+
+def _sshd() -> Path:
+    for candidate in ("/usr/sbin/sshd", shutil.which("sshd")):
+        if candidate and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    pytest.fail("sshd not found: run `make tools` (Debian package openssh-server)")
+
+
+@pytest.fixture(scope="module")
+def sftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpServer]:
+    """OpenSSH's sshd in the foreground on a free port, SFTP only (``internal-sftp``), key
+    authentication for one generated client key, its own generated host key; the login user
+    is whoever runs the tests (root in CI). No chroot: it needs every path component owned
+    by root and not writable by others, which a temp folder under /tmp is not."""
+    exe = _sshd()
+    work = tmp_path_factory.mktemp("sshd")
+    root = work / "drop"
+    root.mkdir()
+    _, host_pub = openssh_key(work / "host_key")
+    client_key, client_pub = openssh_key()
+    (work / "authorized_keys").write_text(client_pub + "\n")
+    port = free_port()
+    (work / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub}\n")
+    (work / "sshd_config").write_text(
+        "\n".join([
+            f"ListenAddress 127.0.0.1:{port}",
+            f"HostKey {work / 'host_key'}",
+            f"AuthorizedKeysFile {work / 'authorized_keys'}",
+            "PidFile none",
+            "StrictModes no",  # the temp folder's modes are not sshd's business here
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PermitRootLogin prohibit-password",
+            "UsePAM no",
+            "AllowTcpForwarding no",
+            "X11Forwarding no",
+            "Subsystem sftp internal-sftp",
+            f"ForceCommand internal-sftp -d {root}",
+            "LogLevel VERBOSE",
+        ]) + "\n"
+    )  # fmt: skip
+    if os.geteuid() == 0:
+        # sshd's privilege-separation directory; a fresh machine may not have it yet.
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    cmd = [str(exe), "-D", "-e", "-f", str(work / "sshd_config")]
+    with serve(cmd, lambda: _answers_ssh(port), work):
+        yield SftpServer(port, getpass.getuser(), root, work / "known_hosts", client_key, host_pub)
