@@ -39,6 +39,7 @@ from connectors.gcp_billing import GcpBillingConnector
 from connectors.oci import OciConnector
 from connectors.snowflake_usage import SnowflakeUsageConnector
 from connectors.statement_files import StatementFilesConnector
+from connectors.usage_log import UsageLogConnector
 from revshare.config import SourceConfig
 
 __all__ = [
@@ -67,6 +68,7 @@ BUILTIN: Final[Mapping[str, type[Connector]]] = MappingProxyType(
             StatementFilesConnector,
             OciConnector,
             DatabricksConnector,
+            UsageLogConnector,
         )
     }
 )

@@ -62,6 +62,11 @@ class Contract(Strict):
         "rate, or the rate of each line's usage day. Statements always use month-end.",
     )
     tolerance: Tolerance = Tolerance()
+    models: list[str] | None = Field(
+        None,
+        description="The licensed models the partner may serve. A statement-only partner's "
+        "statement is checked for completeness against them; null: not checked.",
+    )
     charge_categories: list[str] = Field(default_factory=lambda: ["Usage"])
 
     @field_validator("charge_categories")

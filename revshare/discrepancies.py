@@ -18,6 +18,15 @@ class Kind(StrEnum):
     DUPLICATE_LINES = "duplicate_lines"
     RESTATEMENT = "restatement"
     MINIMUM_GUARANTEE = "minimum_guarantee"
+    # Statement-only partners (no billing export): the statement against itself, the
+    # contract, the licensed models, the partner's history and the licensor's own usage.
+    REVENUE_ARITHMETIC = "revenue_arithmetic"
+    TOTAL_MISMATCH = "total_mismatch"
+    LICENSED_MODEL_MISSING = "licensed_model_missing"
+    MODEL_VANISHED = "model_vanished"
+    VOLUME_CHANGE = "volume_change"
+    PRICE_CHANGE = "price_change"
+    PROBE_USAGE_MISSING = "probe_usage_missing"
 
 
 MATCHED = "matched"
@@ -34,7 +43,19 @@ TITLES: dict[str, str] = {
     Kind.DUPLICATE_LINES: "Duplicate lines",
     Kind.RESTATEMENT: "Restatement",
     Kind.MINIMUM_GUARANTEE: "Minimum guarantee top-up",
+    Kind.REVENUE_ARITHMETIC: "Quantity × price ≠ revenue",
+    Kind.TOTAL_MISMATCH: "Lines do not add up to the total",
+    Kind.LICENSED_MODEL_MISSING: "Licensed model not reported",
+    Kind.MODEL_VANISHED: "Model vanished since last month",
+    Kind.VOLUME_CHANGE: "Revenue moved beyond the band",
+    Kind.PRICE_CHANGE: "Price per token moved",
+    Kind.PROBE_USAGE_MISSING: "Our own usage missing",
 }
+
+#: Types whose money cannot be known from the statement: ``amount`` stays empty (they are not
+#: part of the net variance) and ``at_stake`` holds an estimate where one can be made.
+FLAGS = frozenset({Kind.LICENSED_MODEL_MISSING, Kind.MODEL_VANISHED, Kind.VOLUME_CHANGE,
+                   Kind.PRICE_CHANGE})  # fmt: skip
 
 
 def _n(x: Decimal | int | None, places: int = 2) -> str:
@@ -121,4 +142,52 @@ def explain(row: dict) -> str:
             f"contract's minimum monthly guarantee of {_n(row.get('minimum_guarantee'))} "
             f"{ccy}: a top-up of {_n(row['expected_share'])} {ccy} is owed ({amt})."
         )
-    return f"{k} for {who}: {amt}."
+    return _explain_statement_only(row, k, ccy, who, amt) or f"{k} for {who}: {amt}."
+
+
+def _explain_statement_only(row: dict, k: str, ccy: str, who: str, amt: str) -> str | None:
+    stake = f"{_n(row.get('at_stake'))} {ccy}"
+    if k == Kind.REVENUE_ARITHMETIC:
+        return (
+            f"The statement's quantities and unit prices for {who} come to "
+            f"{_n(row.get('computed_revenue'))} {ccy}, but it reports "
+            f"{_n(row.get('reported_revenue'))} {ccy} of revenue; the share on the priced "
+            f"revenue differs by {amt}."
+        )
+    if k == Kind.TOTAL_MISMATCH:
+        return (
+            f"Statement {row.get('statement_id')} states a total share of "
+            f"{_n(row.get('stated_total'))} {ccy}, but its lines add up to "
+            f"{_n(row.get('lines_total'))} {ccy}; difference {amt}."
+        )
+    if k == Kind.LICENSED_MODEL_MISSING:
+        return (
+            f"{who} is licensed to serve this model, but the statement has no line for it and "
+            "no earlier month gives an estimate: ask the partner whether it was served."
+        )
+    if k == Kind.MODEL_VANISHED:
+        return (
+            f"{who} was reported in {row.get('previous_period')} (share "
+            f"{_n(row.get('history_share'))} {ccy}) and is missing now; at stake, by last "
+            f"month: {stake}."
+        )
+    if k == Kind.VOLUME_CHANGE:
+        return (
+            f"{row['partner']} reports {_n(row.get('computed_revenue'))} {ccy} of revenue, "
+            f"against {_n(row.get('history_revenue'))} {ccy} in {row.get('previous_period')}: "
+            f"a change beyond the ±{_n(row.get('band'), 2)} band; share moved by {stake}."
+        )
+    if k == Kind.PRICE_CHANGE:
+        return (
+            f"{who} is priced at {_n(row.get('price_per_mtok'), 4)} {ccy} per million tokens, "
+            f"against {_n(row.get('history_price_per_mtok'), 4)} in "
+            f"{row.get('previous_period')}; at last month's price the share would differ by "
+            f"{stake}."
+        )
+    if k == Kind.PROBE_USAGE_MISSING:
+        return (
+            f"The licensor's own usage of {who} was {_n(row.get('probe_tokens'), 0)} tokens, "
+            f"but the statement reports {_n(row.get('reported_tokens'), 0)}; the share on the "
+            f"missing usage is {amt}."
+        )
+    return None

@@ -109,15 +109,22 @@ def material_changes(
     currency) that are new or changed since ``previous`` and at or above materiality."""
     out = []
     for d in current:
-        amount = Decimal(d["amount"])
+        amount = _at_stake(d)
         if abs(amount) < config.threshold(d.get("currency")):
             continue
         before = (previous or {}).get(d["discrepancy_id"])
         if before is None:
             out.append({**d, "change": "new", "previous_amount": None})
-        elif abs(amount - Decimal(before["amount"])) >= CENT:
+        elif abs(amount - _at_stake(before)) >= CENT:
             out.append({**d, "change": "changed", "previous_amount": before["amount"]})
-    return sorted(out, key=lambda d: (-abs(Decimal(d["amount"])), d["partner"], d["type"]))
+    return sorted(out, key=lambda d: (-abs(_at_stake(d)), d["partner"], d["type"]))
+
+
+def _at_stake(d: dict[str, Any]) -> Decimal:
+    """A discrepancy's money: its amount, or for a statement-only flag (no amount) the
+    estimate at stake; a flag with neither counts as zero."""
+    value = d["amount"] if d.get("amount") is not None else d.get("at_stake")
+    return Decimal(value or 0)
 
 
 def discrepancy_message(run: dict[str, Any], changes: list[dict[str, Any]]) -> tuple[str, str]:
@@ -128,7 +135,7 @@ def discrepancy_message(run: dict[str, Any], changes: list[dict[str, Any]]) -> t
         was = f" (was {_money(c['previous_amount'])})" if c["change"] == "changed" else ""
         lines.append(
             f"- {c['change']}: {c['partner']} {c['type']} {c.get('model_id') or c.get('sku')}"
-            f" {_money(c['amount'])} {c.get('currency') or ''}{was}"
+            f" {_shown(c)} {c.get('currency') or ''}{was}"
         )
     if len(changes) > 50:
         lines.append(f"... and {len(changes) - 50} more in the report")
@@ -145,6 +152,13 @@ def failure_message(run: dict[str, Any], failures: list[dict[str, Any]]) -> tupl
 
 def _money(x: Any) -> str:
     return "" if x is None else str(Decimal(x).quantize(CENT))
+
+
+def _shown(c: dict[str, Any]) -> str:
+    """The amount, or for a statement-only flag the estimate at stake, marked as one."""
+    if c.get("amount") is None and c.get("at_stake") is not None:
+        return f"about {_money(c['at_stake'])} at stake (estimate)"
+    return _money(c.get("amount"))
 
 
 def send_webhook(hook: WebhookConfig, subject: str, body: str) -> None:

@@ -25,8 +25,10 @@ import pyarrow as pa
 from revshare import terms
 from revshare.catalog import MAPPED, UNMAPPED
 from revshare.config import Config
+from revshare.contracts import Contract
 from revshare.diffs import restatement_diff, revision_diff
 from revshare.discrepancies import MATCHED, explain
+from revshare.grain import conform
 from revshare.periods import Period
 from revshare.reconcile_sql import (
     FX_JOIN,
@@ -46,6 +48,8 @@ class PartnerResult:
     terms: dict  # the contract terms as applied (rule, blended rate, guarantee, FX policy)
     revisions: pa.Table  # statement lines changed since the previous revision
     restated: pa.Table  # billing lines added/removed/changed behind each restatement
+    #: Statement-only partners: each check family, whether it applied and how it came out.
+    checks: tuple[dict, ...] = ()
 
 
 def _terms(con: duckdb.DuckDBPyConnection, config: Config, partner: str, period: Period) -> dict:
@@ -59,9 +63,6 @@ def _terms(con: duckdb.DuckDBPyConnection, config: Config, partner: str, period:
             "SELECT DISTINCT BillingCurrency FROM billing UNION "
             "SELECT DISTINCT BillingCurrency FROM prev_billing ORDER BY 1"
         ).fetchall()
-    ]
-    stmt_ccys = [
-        r[0] for r in con.execute("SELECT DISTINCT Currency FROM statements ORDER BY 1").fetchall()
     ]
     if c.fx_policy == "daily":
         days = con.execute(
@@ -79,26 +80,12 @@ def _terms(con: duckdb.DuckDBPyConnection, config: Config, partner: str, period:
     con.register("_fx", pa.table({
         "currency": [f[0] for f in fx], "day": pa.array([f[1] for f in fx], pa.date32()),
         "rate": pa.array([f[2] for f in fx], pa.decimal128(18, 10))}))  # fmt: skip
-    con.register("_fx_stmt", pa.table({
-        "currency": stmt_ccys,
-        "rate": pa.array([config.fx.rate(period, x, c.currency) for x in stmt_ccys],
-                         pa.decimal128(18, 10))}))  # fmt: skip
+    register_statement_fx(con, config, period, c)
     revenue = con.execute(f"""
         SELECT coalesce(sum(BilledCost * f.rate), 0) FROM billing b JOIN _fx f ON {FX_JOIN}
         WHERE x_CatalogStatus IN ('{MAPPED}', '{UNMAPPED}')
           AND ChargeCategory IN (SELECT category FROM _categories)""").fetchone()[0]
-    models = [*config.model_ids, None]
-    con.register("_terms", pa.table({
-        "model": models,
-        "share_rate": pa.array([terms.model_rate(c, m, revenue) for m in models],
-                               pa.decimal128(20, terms.RATE_PLACES))}))  # fmt: skip
-    base = terms.model_rate(c, None, revenue)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _k AS SELECT {lit_dec(c.tolerance.absolute)} AS tol_abs,"
-        f" {lit_dec(c.tolerance.relative)} AS tol_rel, '{c.currency}' AS ccy,"
-        f" CAST('{base}' AS DECIMAL(20,{terms.RATE_PLACES})) AS base_rate,"
-        f" CAST({lit_money(c.minimum_guarantee)} AS {MONEY_SQL}) AS mg"
-    )
+    base = register_rates(con, config, c, revenue)
     return {
         "partner": partner,
         "rule": terms.describe(c),
@@ -111,6 +98,39 @@ def _terms(con: duckdb.DuckDBPyConnection, config: Config, partner: str, period:
         "charge_categories": ", ".join(c.charge_categories),
         "tolerance": f"max({c.tolerance.absolute} {c.currency}, {c.tolerance.relative} x expected)",
     }
+
+
+def register_statement_fx(
+    con: duckdb.DuckDBPyConnection, config: Config, period: Period, c: Contract
+) -> None:
+    """``_fx_stmt``: each statement currency's month-end rate into the contract currency."""
+    ccys = [
+        r[0] for r in con.execute("SELECT DISTINCT Currency FROM statements ORDER BY 1").fetchall()
+    ]
+    con.register("_fx_stmt", pa.table({
+        "currency": ccys,
+        "rate": pa.array([config.fx.rate(period, x, c.currency) for x in ccys],
+                         pa.decimal128(18, 10))}))  # fmt: skip
+
+
+def register_rates(
+    con: duckdb.DuckDBPyConnection, config: Config, c: Contract, revenue: Decimal
+) -> Decimal:
+    """``_terms`` (each model's rate for the month's ``revenue``) and ``_k`` (tolerances,
+    currency, blended rate, guarantee); returns the blended rate."""
+    models = [*config.model_ids, None]
+    con.register("_terms", pa.table({
+        "model": models,
+        "share_rate": pa.array([terms.model_rate(c, m, revenue) for m in models],
+                               pa.decimal128(20, terms.RATE_PLACES))}))  # fmt: skip
+    base = terms.model_rate(c, None, revenue)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _k AS SELECT {lit_dec(c.tolerance.absolute)} AS tol_abs,"
+        f" {lit_dec(c.tolerance.relative)} AS tol_rel, '{c.currency}' AS ccy,"
+        f" CAST('{base}' AS DECIMAL(20,{terms.RATE_PLACES})) AS base_rate,"
+        f" CAST({lit_money(c.minimum_guarantee)} AS {MONEY_SQL}) AS mg"
+    )
+    return base
 
 
 def _rates_used(fx: list[tuple], reporting: str) -> str:
@@ -146,7 +166,8 @@ def reconcile_partner(
     shown["matching"] = rules.describe()
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _g AS
       SELECT *, CAST(NULL AS {MONEY_SQL}) AS computed_share,
-        CAST(NULL AS {MONEY_SQL}) AS minimum_guarantee
+        CAST(NULL AS {MONEY_SQL}) AS minimum_guarantee, CAST(NULL AS {MONEY_SQL}) AS at_stake,
+        'billing' AS basis
       FROM (SELECT * FROM ({grain_sql(rules.by_region)})
             UNION ALL BY NAME SELECT * FROM ({UNMAPPED_SQL}))""")
     if rules.partner_total:
@@ -161,7 +182,7 @@ def reconcile_partner(
         explain(r) if r["type"] != MATCHED else ""
         for r in grain.select(_EXPLAIN_COLUMNS).to_pylist()
     ]
-    grain = grain.append_column("explanation", pa.array(explanations, pa.string()))
+    grain = conform(grain.append_column("explanation", pa.array(explanations, pa.string())))
     lines = con.execute(LINES_SQL + " ORDER BY ALL").to_arrow_table()
     return PartnerResult(partner, grain, lines, shown, revision_diff(con), restatement_diff(con))
 

@@ -19,6 +19,7 @@ import pyarrow as pa
 from revshare.config import Config
 from revshare.db import connect
 from revshare.generate import statements as st
+from revshare.generate.statement_only import generate_statement_only
 from revshare.generate.usage import (
     OTHER_SKUS,
     SPECS,
@@ -221,6 +222,8 @@ def generate(
     """Write the month for every partner in ``config`` and return the ground truth."""
     truth: list[dict] = []
     for pid, partner in config.partners.items():
+        if partner.statement_only:  # no billing export: see generate/statement_only.py
+            continue
         rng = np.random.default_rng([seed, list(SPECS).index(pid)])
         v1 = partner_lines(pid, period, rows, rng)
         current = v1
@@ -249,6 +252,7 @@ def generate(
             unit_size,
         )
         truth += _truth(pid, period, lines, current, config, restate)
+    truth += generate_statement_only(config, period, out)
     doc = {
         "period": str(period),
         "seed": seed,

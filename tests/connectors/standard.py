@@ -136,7 +136,7 @@ class StandardSuite:
     def billing(self) -> bool:
         cls = registry().get(self.case.type)
         assert cls is not None
-        return cls.capabilities.produces == "billing"
+        return cls.capabilities.produces in ("billing", "usage")  # billing-schema output
 
     # -- registration -----------------------------------------------------------------------
 
@@ -146,7 +146,7 @@ class StandardSuite:
         cls = reg.get(self.case.type)
         assert cls is not None, f"{self.case.type} is not registered"
         caps = cls.capabilities
-        assert caps.produces in ("billing", "statement")
+        assert caps.produces in ("billing", "statement", "usage")
         assert caps.formats and all(isinstance(f, str) and f for f in caps.formats)
         assert caps.late_days >= 0
         assert sys.modules[cls.__module__].__doc__, "the connector module says what it reads"

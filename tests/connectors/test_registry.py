@@ -66,7 +66,7 @@ def fresh_registry():
 def test_builtins_are_one_typed_mapping() -> None:
     assert set(BUILTIN) == {
         "aws_cur2", "gcp_billing", "azure_cost", "snowflake_usage", "focus", "statement_files",
-        "oci", "databricks",
+        "oci", "databricks", "usage_log",
     }  # fmt: skip
     assert all(cls.type == t for t, cls in BUILTIN.items())
     with pytest.raises(TypeError):
