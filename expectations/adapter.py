@@ -14,16 +14,21 @@ Pinned to great-expectations 1.24.1 because of the DuckDB workaround below (an i
 
 from __future__ import annotations
 
+import fcntl
 import json
+import shutil
+import tempfile
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import quote
 
 import duckdb
 import pyarrow.parquet as pq
@@ -39,9 +44,27 @@ NOT_RUN = "not run"
 _RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": SAMPLE_SIZE}
 #: In-memory DuckDB: the Parquet file is the only data; nothing to clean up afterwards.
 _DUCKDB_URL = "duckdb:///:memory:"
+#: GX's DuckDB may hold a materialized batch (``materialize``): capped, it spills to a
+#: temporary folder instead of growing with the file.
+GX_MEMORY_LIMIT = "1GB"
 #: GX keeps a process-global "current project" and a shared Data Docs folder is one GX project:
 #: validations in threads (Prefect's default task runner) take turns. DuckDB parallelizes each.
 _LOCK = threading.Lock()
+
+
+@contextmanager
+def _project_lock(data_docs_dir: Path | None) -> Iterator[None]:
+    """The thread lock, plus a file lock on the project when there is one: partners fanned
+    out to several processes (flows/runners.py) share the run's GX project, whose YAML each
+    validation rewrites (adds, then deletes, its data source)."""
+    with _LOCK:
+        if data_docs_dir is None:
+            yield
+            return
+        Path(data_docs_dir).mkdir(parents=True, exist_ok=True)
+        with (Path(data_docs_dir) / ".lock").open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes
+            yield
 
 
 class _DuckDBDialect(str):
@@ -255,6 +278,7 @@ def validate_query(
     build_docs: bool = True,
     asset_name: str = "data",
     rows: int | None = None,
+    materialize: bool = False,
 ) -> ValidationReport:
     """Validate the rows of one DuckDB SELECT (e.g. over a landed native file); never raises
     for bad *data*.
@@ -266,7 +290,11 @@ def validate_query(
     so the quarantine reason says what broke rather than listing every check as errored.
     With ``data_docs_dir``, a file-backed GX project is kept there and the results stored;
     ``build_docs`` (re)builds its Data Docs (``<dir>/gx/uncommitted/data_docs/local_site/``).
-    Without it, an ephemeral context leaves nothing on disk.
+    Without it, an ephemeral context leaves nothing on disk. ``materialize`` has GX run the
+    SELECT once into a temporary table that every check then reads: for text formats (gzipped
+    JSON, CSV), which each check would otherwise parse again (measured: 101 s -> 27 s for a
+    500,000-row Cloud Billing file and its 9 checks). Parquet reads only the columns a check
+    needs, so there copying every column first costs more than it saves.
     """
     suite_dict = load_suite(suite_name, suites_dir)
     missing = suite_parameter_names(suite_dict) - set(params)
@@ -283,10 +311,11 @@ def validate_query(
     gx = _gx()
     gx_params = {k: _param_value(k, v) for k, v in params.items()}
     resolved = _resolve_list_refs(suite_dict, gx_params)
-    with _LOCK:
+    with _project_lock(data_docs_dir):
         checks = _run(
-            gx, sql, asset_name, suite_name, resolved, gx_params, data_docs_dir, build_docs, file
-        )
+            gx, sql, asset_name, suite_name, resolved, gx_params, data_docs_dir, build_docs, file,
+            materialize=materialize,
+        )  # fmt: skip
     checks = tuple(_with_sample_rows(c, sql, resolved) for c in checks)
     return ValidationReport(suite=suite_name, source=source, rows=rows, checks=checks)
 
@@ -361,7 +390,7 @@ def build_data_docs(data_docs_dir: Path) -> Path | None:
     if not (Path(data_docs_dir) / "gx").is_dir():
         return None
     gx = _gx()
-    with _LOCK:
+    with _project_lock(data_docs_dir):
         context = gx.get_context(mode="file", project_root_dir=str(data_docs_dir))
         context.build_data_docs()
     index = Path(data_docs_dir) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
@@ -378,6 +407,8 @@ def _run(
     data_docs_dir: Path | None,
     build_docs: bool,
     file: str | None,
+    *,
+    materialize: bool = False,
 ) -> tuple[CheckResult, ...]:
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -388,7 +419,23 @@ def _run(
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
 
     run = f"{suite_name}-{uuid.uuid4().hex[:8]}"
-    datasource = context.data_sources.add_sql(name=run, connection_string=_DUCKDB_URL)
+    spill = tempfile.mkdtemp(prefix="revshare-gx-")
+    try:
+        return _run_in(context, gx, run, sql, asset_name, suite_name, suite_dict, gx_params,
+                       data_docs_dir, build_docs, file, materialize, spill)  # fmt: skip
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _run_in(
+    context: Any, gx: ModuleType, run: str, sql: str, asset_name: str, suite_name: str,
+    suite_dict: dict[str, Any], gx_params: dict[str, object], data_docs_dir: Path | None,
+    build_docs: bool, file: str | None, materialize: bool, spill: str,
+) -> tuple[CheckResult, ...]:  # fmt: skip
+    url = f"{_DUCKDB_URL}?memory_limit={GX_MEMORY_LIMIT}&temp_directory={quote(spill)}"
+    datasource = context.data_sources.add_sql(
+        name=run, connection_string=url, create_temp_table=materialize
+    )
     asset = datasource.add_query_asset(name=asset_name or "data", query=sql)
     batch = asset.add_batch_definition_whole_table("all")
     suite_body = {k: v for k, v in suite_dict.items() if k in ("expectations", "meta", "notes")}
@@ -399,10 +446,13 @@ def _run(
     definition = context.validation_definitions.add(
         gx.ValidationDefinition(name=run, data=batch, suite=suite)
     )
-    result = definition.run(
-        expectation_parameters=gx_params,
-        result_format=_RESULT_FORMAT,
-    )
+    try:
+        result = definition.run(
+            expectation_parameters=gx_params,
+            result_format=_RESULT_FORMAT,
+        )
+    finally:
+        datasource.get_execution_engine().close()  # free the batch now, not at GC
     if data_docs_dir is not None:
         if build_docs:
             context.build_data_docs()

@@ -18,9 +18,9 @@ from prefect.utilities.annotations import quote
 
 from connectors import build_connector
 from connectors.base import Connector, NormalizeContext
-from flows import extraction, validation
+from flows import extraction, pushdown, validation
 from flows.credentials import block_credentials
-from revshare import ledger
+from revshare import ledger, statement_only
 from revshare.config import Config, Settings
 from revshare.db import connect
 from revshare.errors import SourceError
@@ -32,6 +32,7 @@ from revshare.schema import BILLING_SCHEMA
 from revshare.sqlutil import lit
 from revshare.stages import Normalized, normalize
 from revshare.store import Snapshot, open_snapshot
+from revshare.timing import stage
 
 
 @task(
@@ -43,7 +44,9 @@ def normalize_task(
     connector: Connector, ctx: NormalizeContext, out: Path, config: Config, temp_dir: Path
 ) -> Normalized:
     billing = connector.capabilities.produces == "billing"
-    catalog = config.catalog.partners[ctx.partner_id] if billing else None
+    catalog = config.catalog.partners.get(ctx.partner_id) if billing else None
+    if billing and catalog is None:
+        raise connector.error(f"no catalog entry for {ctx.partner_id} to map its billing SKUs")
     return normalize(connector, ctx, out, catalog=catalog, temp_dir=temp_dir)
 
 
@@ -99,16 +102,21 @@ def _source(
             raise SourceError(f"{pid}/{kind}", "no source configured")
         with block_credentials(source, f"{pid}/{kind}") as resolved:
             connector = build_connector(resolved, settings.data_dir, f"{pid}/{kind}")
-            snap = _snapshot(pid, kind, source, connector, period, settings, pull)
+            with stage("extract", partner=pid, kind=kind):
+                snap = _snapshot(pid, kind, source, connector, period, settings, pull)
         so.snapshot_id = snap.id
         ctx = NormalizeContext(pid, period, snap.id, snap.dir, snap.files)
-        validation.check_native(so, connector, ctx, paths)  # raises SourceError if blocked
-        norm = normalize_task(
-            connector, ctx, paths.canonical(pid, kind), _q(config), paths.work / "spill"
-        )
+        with stage("validate_native", partner=pid, kind=kind):
+            validation.check_native(so, connector, ctx, paths)  # raises SourceError if blocked
+        with stage("normalize", partner=pid, kind=kind):
+            norm = normalize_task(
+                connector, ctx, paths.canonical(pid, kind), _q(config), paths.work / "spill"
+            )
         so.rows = norm.rows
+        so.count(norm.accounting)  # rows read = normalized + rejected (revshare.stages.account)
         params = _params(pid, period, config, connector)
-        validation.check_canonical(so, norm.path, params, paths)  # raises SourceError if blocked
+        with stage("validate_canonical", partner=pid, kind=kind):
+            validation.check_canonical(so, norm.path, params, paths)  # raises if blocked
         return connector, snap
     except SourceError as exc:
         so.status, so.reason = "quarantined", str(exc)
@@ -183,6 +191,49 @@ class PartnerRun:
     result: PartnerResult | None
 
 
+@task(name="check-statement-only", cache_policy=NO_CACHE)
+def statement_only_task(
+    config: Config, partner: str, period: Period, paths: RunPaths, probe: bool, warehouse: Path
+) -> PartnerResult:
+    con = connect(temp_dir=paths.work / "spill")
+    con.execute(
+        "CREATE VIEW statements AS SELECT * FROM read_parquet("
+        f"{lit(paths.canonical(partner, 'statement'))})"
+    )
+    if probe:
+        path = lit(paths.canonical(partner, "probe"))
+        con.execute(f"CREATE VIEW probe AS SELECT * FROM read_parquet({path})")
+    prev = str(period.prev())
+    rows = ledger.reported_history(warehouse, prev, partner)
+    history = None if rows is None else statement_only.History(prev, rows)
+    return statement_only.check_partner(con, config, partner, period, history=history, probe=probe)
+
+
+def _statement_only(
+    pid: str,
+    config: Config,
+    settings: Settings,
+    period: Period,
+    paths: RunPaths,
+    pull: extraction.Pull,
+    outcome: PartnerOutcome,
+) -> PartnerRun:
+    """No billing export: the statement against itself, the contract, the licensed models,
+    the partner's history and, when configured, the licensor's own usage through it."""
+    statement = _source(pid, "statement", config, settings, period, paths, outcome, pull)
+    probe = None
+    if config.partners[pid].probe is not None:
+        probe = _source(pid, "probe", config, settings, period, paths, outcome, pull)
+    if statement is None or outcome.status == "quarantined":
+        return PartnerRun(outcome, None)
+    with stage("reconcile", partner=pid):
+        result = statement_only_task(
+            _q(config), pid, period, paths, probe is not None, settings.warehouse_path
+        )
+    get_run_logger().info("%s checked (statement only)", pid)
+    return PartnerRun(outcome, result)
+
+
 def process_partner(
     pid: str,
     config: Config,
@@ -192,13 +243,21 @@ def process_partner(
     pull: extraction.Pull,
 ) -> PartnerRun:
     outcome = PartnerOutcome(pid, config.partners[pid].name)
+    if config.partners[pid].statement_only:
+        return _statement_only(pid, config, settings, period, paths, pull, outcome)
     billing = _source(pid, "billing", config, settings, period, paths, outcome, pull)
     statement = _source(pid, "statement", config, settings, period, paths, outcome, pull)
     if billing is not None and statement is not None:
-        validation.check_completeness(outcome, paths)  # warn unless config blocks
+        with stage("validate_completeness", partner=pid):
+            validation.check_completeness(outcome, paths)  # warn unless config blocks
     if billing is None or statement is None or outcome.status == "quarantined":
         return PartnerRun(outcome, None)
     prev = _previous_billing(pid, period, settings, paths, config, billing, statement[1])
-    result = reconcile_task(_q(config), pid, period, paths, prev)
+    with stage("reconcile", partner=pid):
+        result = reconcile_task(_q(config), pid, period, paths, prev)
+    if pushdown.wanted(billing):  # summed in the warehouse: pull the lines behind now
+        result = pushdown.lines_behind_task(
+            billing[0], billing[1], result, _q(config), settings, period, paths
+        )
     get_run_logger().info("%s reconciled", pid)
     return PartnerRun(outcome, result)

@@ -20,12 +20,13 @@ from prefect import flow, get_run_logger
 
 from flows import extraction, operations, validation
 from flows.locks import partition_locks
-from flows.partner import process_partner
 from flows.publish_remote import publish_from_env
+from flows.runners import run_partners
 from revshare.config import Settings, load_config
 from revshare.periods import Period
 from revshare.publish import publish
 from revshare.runs import RunPaths, new_run_id
+from revshare.timing import record, stage
 
 
 @flow(name="reconcile-period", on_failure=[operations.notify_crash])
@@ -53,7 +54,7 @@ def reconcile_period(
         raise ValueError(f"unknown partner(s): {', '.join(unknown)}")
     started = datetime.now(UTC)
     run_id = new_run_id(p, started)
-    paths = RunPaths(settings.runs_dir / run_id)
+    paths = RunPaths(settings.runs_dir / run_id, staged=True)  # renamed into place when done
     params = {"period": str(p), "partners": selected, "dry_run": dry_run}
     params |= {"sources": sources, "force": force}
     log.info(
@@ -67,15 +68,18 @@ def reconcile_period(
     timings: dict[str, float] = {}
     with partition_locks(settings.home, str(p), selected, run_id):
         timings["lock_wait"] = (datetime.now(UTC) - started).total_seconds()
+        operations.run_started(settings, run_id, str(p), selected, started, dry_run)
         outcomes, results = [], []
-        for pid in selected:
-            t0 = time.monotonic()
-            run = process_partner(pid, config, settings, p, paths, pull)
-            outcomes.append(run.outcome)
-            if run.result is not None:
-                results.append(run.result)
-            timings[pid] = round(time.monotonic() - t0, 3)
-        validation.finish(outcomes, paths, run_id)  # Data Docs + data-quality artifacts
+        # In the flow's process, or fanned out to Dask workers (REVSHARE_TASK_RUNNER); the
+        # runs come back in partner order either way (flows/runners.py).
+        runs = run_partners(selected, config, settings, p, paths, pull)
+        for pid, timed in zip(selected, runs, strict=True):
+            outcomes.append(timed.run.outcome)
+            if timed.run.result is not None:
+                results.append(timed.run.result)
+            timings[pid] = timed.seconds
+        with stage("validate_docs"):
+            validation.finish(outcomes, paths, run_id)  # Data Docs + data-quality artifacts
         t0 = time.monotonic()
         summary = publish(
             paths,
@@ -103,6 +107,7 @@ def reconcile_period(
             dry_run=dry_run,
             notify=notify,
         )
+        record("publish", time.monotonic() - t0)  # report, results, ledger, notifications
     if not results:
         raise RuntimeError(f"no partner could be reconciled; see {paths.report}")
     return {k: v for k, v in summary.items() if k not in ("markdown", "discrepancy_rows")}

@@ -1,4 +1,4 @@
-"""The command line: ``generate``, ``run``, ``demo``, ``rerun``, ``backfill``, ``runs``.
+"""The command line: ``generate``, ``run``, ``demo``, ``rerun``, ``backfill``, ``runs``, ``prune``.
 
 The CLI is the one face on top: it may import flows to run them; nothing imports it.
 """
@@ -116,13 +116,53 @@ def run(
 
 
 @app.command()
+def bench(
+    rows_per_source: Annotated[
+        int, typer.Option("--rows-per-source", help="Billing lines per source (about).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Folder for bench.json/.md.")] = Path(
+        "var/bench"
+    ),
+    references: Annotated[
+        str, typer.Option(help="Comma-separated: limit, pandas (or empty for none).")
+    ] = "limit,pandas",
+    keep: Annotated[bool, typer.Option(help="Keep the generated month and the run.")] = False,
+) -> None:
+    """Benchmark the pipeline against the limit (one DuckDB pass) and the pandas way."""
+    from revshare.bench.runner import bench as run_bench
+
+    refs = tuple(r.strip() for r in references.split(",") if r.strip())
+    out.mkdir(parents=True, exist_ok=True)
+    result = run_bench(rows_per_source, out, references=refs, keep=keep)
+    p = result["pipeline"]
+    console.print(
+        f"{result['lines_total']:,} lines: pipeline {p['wall_seconds']:.1f} s, "
+        f"{p['lines_per_second']:,.0f} lines/s, peak RSS {p['peak_rss_tree_bytes'] / 1e9:.2f} GB"
+    )
+    for ref in refs:
+        r = result[ref]
+        console.print(
+            f"{ref}: {r['wall_seconds']:.1f} s, peak RSS {r['peak_rss_tree_bytes'] / 1e9:.2f} GB, "
+            f"agrees with the pipeline: {r['agreement']['equal']}"
+        )
+    console.print(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
+
+
+@app.command()
 def demo(
     period: Annotated[str, typer.Option(help="Billing period, YYYY-MM.")] = "2026-10",
     rows: Annotated[int, typer.Option(help="Billing lines per partner (about).")] = 2000,
 ) -> None:
-    """Generate a month into the data folder and reconcile it: the embedded default."""
+    """Generate a month into the data folder and reconcile it: the embedded default.
+
+    Statement-only partners are checked against their own history, so their previous month
+    (which the generator writes as a clean baseline) is reconciled first."""
     settings = Settings()
     generate(period=period, out=settings.data_dir, rows=rows)
+    config = load_config(settings.config_dir)
+    only = [pid for pid, p in config.partners.items() if p.statement_only]
+    if only:
+        run(period=str(Period.parse(period).prev()), partner=only, dry_run=False)
     run(period=period, partner=None, dry_run=False)
 
 
@@ -189,10 +229,14 @@ def runs_list(
     period: Annotated[str | None, typer.Option(help="Only this period, YYYY-MM.")] = None,
     limit: Annotated[int, typer.Option(help="How many runs, newest first.")] = 20,
 ) -> None:
-    """Recorded runs, newest first (dry runs write no ledger and are not listed)."""
+    """Recorded runs, newest first (dry runs write no ledger and are not listed). A run shown
+    ``running`` whose process is gone (it holds no lock) is marked ``interrupted`` first."""
+    from flows.locks import sweep_interrupted
     from revshare import ledger
 
-    rows = ledger.list_runs(Settings().warehouse_path, period, limit)
+    settings = Settings()
+    sweep_interrupted(settings.home, settings.warehouse_path)
+    rows = ledger.list_runs(settings.warehouse_path, period, limit)
     if not rows:
         console.print("no runs recorded")
         return
@@ -208,6 +252,43 @@ def runs_list(
             r["report_path"] or "",
         )  # fmt: skip
     console.print(t)
+
+
+@runs_app.command("mark")
+def runs_mark(
+    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).")],
+    note: Annotated[str, typer.Option(help="Why it is kept (e.g. 'sent to AWS').")] = "",
+    remove: Annotated[bool, typer.Option("--remove", help="Remove the mark.")] = False,
+) -> None:
+    """Mark a run to keep: retention (``revshare prune``) never removes it or its snapshots."""
+    from datetime import UTC, datetime
+
+    from revshare import ledger
+
+    try:
+        rid = ledger.mark_run(Settings().warehouse_path, run_id, datetime.now(UTC), note, remove)
+    except KeyError as exc:
+        console.print(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"{'unmarked' if remove else 'marked'} {rid}")
+
+
+@app.command()
+def prune(
+    dry_run: Annotated[
+        bool, typer.Option(help="List what would be removed; remove nothing.")
+    ] = False,
+) -> None:
+    """Apply the retention policy (config/retention.yaml): remove run folders, snapshots and
+    temp leftovers no kept run needs. Prints one line per item: kind, bytes, path."""
+    from flows.schedule import prune as prune_home
+
+    plan = prune_home(dry_run=dry_run)
+    for line in plan.lines() if dry_run else []:
+        typer.echo(line)
+    n = len(plan.paths())
+    verb = "would remove" if dry_run else "removed"
+    console.print(f"{verb} {n} item(s); kept {len(plan.kept_runs)} run(s)")
 
 
 @runs_app.command("show")

@@ -90,9 +90,20 @@ class _Secrets:
 class _Pull:
     """One pull of one period; ``step`` says what it was doing when something failed."""
 
-    def __init__(self, conn: SnowflakeUsageConnector, period: Period, staging: Path) -> None:
+    def __init__(
+        self,
+        conn: SnowflakeUsageConnector,
+        period: Period,
+        staging: Path,
+        sku_keys: tuple[str, ...] | None = None,
+    ) -> None:
         assert isinstance(conn.settings, SnowflakeUsageSettings)
         self.conn, self.s, self.period, self.staging = conn, conn.settings, period, staging
+        #: Pushdown: the whole period aggregated in Snowflake (``grain``), or afterwards the
+        #: rows of these SKU keys only (the lines behind discrepancies).
+        self.sku_keys = sku_keys
+        self.grain = self.s.pushdown and sku_keys is None
+        self.rows_pulled = 0
         self.secrets = self._read_secrets()
         self.step = f"connecting to Snowflake account {self.s.account} as {self.s.user}"
 
@@ -151,7 +162,8 @@ class _Pull:
         self.step = f"connecting to Snowflake account {self.s.account} as {self.s.user}"
         written: list[Path] = []
         with snowflake.connector.connect(**self.connect_args()) as con:
-            for query in q.queries(self.s, self.period):
+            self.rows_pulled = 0
+            for query in q.queries(self.s, self.period, grain=self.grain, sku_keys=self.sku_keys):
                 self.step = f"reading {query.source}"
                 cur = con.cursor()
                 try:
@@ -165,7 +177,7 @@ class _Pull:
     def _conform(self, query: q.ViewQuery, table: pa.Table) -> pa.Table:
         """A result chunk in the layout's types. Money must arrive as decimals: a float
         (fakesnow sums, or a session without arrow_number_to_decimal) is refused, not cast."""
-        target = q.schema(query.view)
+        target = q.schema(query.schema_key)
         missing = [f.name for f in target if f.name not in table.column_names]
         if missing:
             raise self.conn.error(
@@ -194,7 +206,7 @@ class _Pull:
         path.parent.mkdir(parents=True, exist_ok=True)
         pending: list[pa.Table] = []
         n = 0
-        with pq.ParquetWriter(path, q.schema(query.view), compression="snappy") as writer:
+        with pq.ParquetWriter(path, q.schema(query.schema_key), compression="snappy") as writer:
             for chunk in chunks:
                 pending.append(self._conform(query, chunk))
                 n += chunk.num_rows
@@ -205,6 +217,7 @@ class _Pull:
                     pending, n = [whole.slice(k)], n - k
             if n:
                 writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP)
+        self.rows_pulled += pq.ParquetFile(path).metadata.num_rows
         log.info("%s: pulled %s for %s", self.conn.source_name, query.source, self.period)
         return path
 
@@ -214,10 +227,14 @@ class _Pull:
         for rel in rels:
             digest.update(f"{rel}\0{file_digest(self.staging / rel)}\n".encode())
         manifest = folder / h.MANIFEST
-        doc = {"period": str(self.period), "version": "sha256:" + digest.hexdigest(), "files": rels}
+        # A pushdown pull is another delivery than the rows (and lands as another snapshot).
+        kind = "grain-sha256:" if self.grain else "sha256:"
+        doc = {"period": str(self.period), "version": kind + digest.hexdigest(), "files": rels}
         manifest.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         delivery = self.conn._from_manifest(self.staging, self.period, manifest)
         meta = {**delivery.metadata, "account": str(self.s.account)}
+        meta["rows_pulled"] = str(self.rows_pulled)
+        meta["pull"] = "grain" if self.grain else "lines" if self.sku_keys is not None else "rows"
         return Delivery(files=delivery.files, version=delivery.version, metadata=meta)
 
     # -- errors ---------------------------------------------------------------------------
@@ -246,9 +263,17 @@ class _Pull:
         )
 
 
-def pull(conn: SnowflakeUsageConnector, period: Period, staging: Path) -> Delivery:
-    """Pull ``period`` of the three views into ``staging``; SourceError on failure."""
-    job = _Pull(conn, period, staging)
+def pull(
+    conn: SnowflakeUsageConnector,
+    period: Period,
+    staging: Path,
+    sku_keys: tuple[str, ...] | None = None,
+) -> Delivery:
+    """Pull ``period`` of the three views into ``staging``; SourceError on failure.
+
+    With ``pushdown`` set: Cortex usage aggregated in Snowflake (``remote_sql``), or, given
+    ``sku_keys``, the view rows of those keys only (the lines behind discrepancies)."""
+    job = _Pull(conn, period, staging, sku_keys)
     try:
         return with_retries(
             job.attempt,

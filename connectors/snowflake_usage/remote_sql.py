@@ -76,7 +76,15 @@ _KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Pushdown (``pushdown: true``): the Cortex file holds one row per (account, region, UTC day,
+#: function, model) and says how many view rows each stands for.
+LINE_COUNT = "LINE_COUNT"
+GRAIN = "CORTEX_GRAIN"  # schema key of the aggregated Cortex file (folder: CORTEX's)
+
+
 def schema(view: str) -> pa.Schema:
+    if view == GRAIN:
+        return pa.schema([*ARROW_TYPES[h.CORTEX].items(), (LINE_COUNT, pa.int64())])
     return pa.schema(list(ARROW_TYPES[view].items()))
 
 
@@ -86,6 +94,12 @@ class ViewQuery:
     source: str  # the configured database.schema.view, for messages
     sql: str
     params: tuple[object, ...]
+    #: The Arrow schema key of the rows (``view``, or GRAIN for aggregated Cortex rows).
+    layout: str = ""
+
+    @property
+    def schema_key(self) -> str:
+        return self.layout or self.view
 
 
 def _q(name: str) -> str:
@@ -102,7 +116,13 @@ def _order(view: str) -> str:
     return ", ".join(_q(c) for c in (*keys, *rest))
 
 
-def queries(s: SnowflakeUsageSettings, period: Period) -> tuple[ViewQuery, ...]:
+def queries(
+    s: SnowflakeUsageSettings,
+    period: Period,
+    *,
+    grain: bool = False,
+    sku_keys: tuple[str, ...] | None = None,
+) -> tuple[ViewQuery, ...]:
     """The three SELECTs for ``period``.
 
     CORTEX_FUNCTIONS_USAGE_HISTORY is an ACCOUNT_USAGE view of the connected account and
@@ -120,26 +140,68 @@ def queries(s: SnowflakeUsageSettings, period: Period) -> tuple[ViewQuery, ...]:
     first: date = period.first_day
     after: date = period.end.date()
 
-    cortex_cols = [c for c in ARROW_TYPES[h.CORTEX] if c not in ("ACCOUNT_LOCATOR", "REGION")]
-    cortex = (
-        f'SELECT {acct_sql} AS "ACCOUNT_LOCATOR", {region_sql} AS "REGION", '
-        f"{', '.join(_q(c) for c in cortex_cols)} FROM {_fqn(s.cortex_view)} "
-        f'WHERE "START_TIME" >= ? AND "START_TIME" < ? ORDER BY {_order(h.CORTEX)}'
-    )
     # TIMESTAMP_TZ bindings: the instants are UTC whatever the session time zone.
     cortex_params = (*acct_params, ("TIMESTAMP_TZ", start), ("TIMESTAMP_TZ", end))
+    keys: tuple[str, ...] = ()
+    if grain:
+        cortex = _cortex_grain(s, acct_sql, region_sql)
+        layout = GRAIN
+    else:
+        cortex_cols = [c for c in ARROW_TYPES[h.CORTEX] if c not in ("ACCOUNT_LOCATOR", "REGION")]
+        where = ""
+        if sku_keys is not None:  # the lines behind discrepancies: only these SKU keys
+            keys = tuple(sku_keys) or ("",)
+            where = f" AND {SKU_KEY} IN ({', '.join('?' * len(keys))})"
+        cortex = (
+            f'SELECT {acct_sql} AS "ACCOUNT_LOCATOR", {region_sql} AS "REGION", '
+            f"{', '.join(_q(c) for c in cortex_cols)} FROM {_fqn(s.cortex_view)} "
+            f'WHERE "START_TIME" >= ? AND "START_TIME" < ?{where} ORDER BY {_order(h.CORTEX)}'
+        )
+        layout = ""
 
-    def org_view(view: str, name: str, day_col: str) -> ViewQuery:
+    def org_view(view: str, name: str, day_col: str, only: tuple[str, ...] = ()) -> ViewQuery:
+        where = f' AND "USAGE_TYPE" IN ({", ".join("?" * len(only))})' if only else ""
         sql = (
             f"SELECT {', '.join(_q(c) for c in ARROW_TYPES[view])} FROM {_fqn(name)} "
             f"WHERE {_q(day_col)} >= ? AND {_q(day_col)} < ? "
-            f'AND "ACCOUNT_LOCATOR" = {acct_sql} AND "REGION" = {region_sql} '
+            f'AND "ACCOUNT_LOCATOR" = {acct_sql} AND "REGION" = {region_sql}{where} '
             f"ORDER BY {_order(view)}"
         )
-        return ViewQuery(view, name, sql, (first, after, *acct_params))
+        return ViewQuery(view, name, sql, (first, after, *acct_params, *only))
 
     return (
-        ViewQuery(h.CORTEX, s.cortex_view, cortex, cortex_params),
-        org_view(h.DAILY, s.usage_view, "USAGE_DATE"),
+        ViewQuery(h.CORTEX, s.cortex_view, cortex, (*cortex_params, *keys), layout),
+        # The daily view is already one row per day and usage type: never aggregated. For
+        # the lines behind, only the keys asked for (its SKU key is the usage type).
+        org_view(h.DAILY, s.usage_view, "USAGE_DATE", keys),
+        # Every rate of the period: the Cortex lines are priced with them.
         org_view(h.RATES, s.rate_view, "DATE"),
+    )
+
+
+#: The normalizer's SKU key of a Cortex row (``helpers.cortex_exprs``: x_SkuKey).
+SKU_KEY = """coalesce(nullif("MODEL_NAME", ''), "FUNCTION_NAME")"""
+
+
+def _cortex_grain(s: SnowflakeUsageSettings, acct_sql: str, region_sql: str) -> str:
+    """Cortex usage summed per (UTC day, function, model), in Snowflake.
+
+    Why this grain: everything the reconciliation reads of a Cortex line is kept exactly.
+    The SKU key (model, else function), the UTC day (the rate sheet's price, a daily FX rate
+    and the period-shift tail are all per day; the session runs in UTC) and the sums of TOKENS
+    and TOKEN_CREDITS, which are NUMBERs, so Snowflake adds them exactly, and a day's credits
+    times the day's rate equals the sum of the lines' costs. START_TIME is the day's first
+    line, so it falls on the same day. Lost: the hour and the warehouse (ResourceId)."""
+    return (
+        f'SELECT {acct_sql} AS "ACCOUNT_LOCATOR", {region_sql} AS "REGION", '
+        'MIN("START_TIME") AS "START_TIME", MAX("END_TIME") AS "END_TIME", '
+        '"FUNCTION_NAME", "MODEL_NAME", CAST(NULL AS NUMBER(38,0)) AS "WAREHOUSE_ID", '
+        # Cast the sums: some engines (fakesnow) widen a NUMBER sum to a float.
+        'CAST(SUM("TOKENS") AS NUMBER(38,0)) AS "TOKENS", '
+        'CAST(SUM("TOKEN_CREDITS") AS NUMBER(38,9)) AS "TOKEN_CREDITS", '
+        f'COUNT(*) AS "{LINE_COUNT}" '
+        f"FROM {_fqn(s.cortex_view)} "
+        'WHERE "START_TIME" >= ? AND "START_TIME" < ? '
+        'GROUP BY TO_DATE("START_TIME"), "FUNCTION_NAME", "MODEL_NAME" '
+        'ORDER BY TO_DATE("START_TIME"), "FUNCTION_NAME", "MODEL_NAME"'
     )

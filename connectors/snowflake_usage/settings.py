@@ -71,6 +71,12 @@ class SnowflakeUsageSettings(ConnectorSettings):
     account_locator: str | None = None
     region: str | None = None
 
+    #: Remote only. Sum Cortex usage per (UTC day, function, model) in Snowflake and pull
+    #: that, then after reconciliation pull the rows behind the discrepancies only
+    #: (docs/scaling.md). Figures equal the full pull; the hour and warehouse of a line that
+    #: matched are not pulled.
+    pushdown: bool = False
+
     login_timeout: int = Field(default=60, ge=1)  # seconds the SDK keeps retrying a login
     network_timeout: int = Field(default=300, ge=1)  # ... a query request
     attempts: int = Field(default=4, ge=1, le=10)  # our retries around a whole pull
@@ -104,6 +110,8 @@ class SnowflakeUsageSettings(ConnectorSettings):
         if self.account is None:
             if self.path is None:
                 raise ValueError("give `path` (local unload) or `account` (remote)")
+            if self.pushdown:
+                raise ValueError("pushdown needs a live account: a local unload has no warehouse")
             return self
         if not self.user:
             raise ValueError("remote mode needs `user`")

@@ -1,0 +1,91 @@
+"""``revshare bench`` at a few thousand lines: the report is complete and both references
+reach the pipeline's figures (the pandas way to every reconciliation figure of the grain, the
+limit pass to the billed tokens and revenue)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from revshare.bench import compare
+from revshare.bench.runner import STAGES, bench
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+BILLING_PARTNERS = {"aws", "gcp", "azure", "snowflake"}
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("bench")
+    saved = {k: os.environ.get(k) for k in ("REVSHARE_CONFIG_DIR", "PREFECT_HOME")}
+    os.environ["REVSHARE_CONFIG_DIR"] = str(REPO / "config")
+    os.environ["PREFECT_HOME"] = str(out / ".prefect")
+    try:
+        result = bench(2000, out)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return out, result
+
+
+def test_json_and_markdown_have_every_field(measured: tuple[Path, dict]) -> None:
+    out, _ = measured
+    doc = json.loads((out / "bench.json").read_text())
+    assert [r["rows_per_source"] for r in doc["runs"]] == [2000]
+    run = doc["runs"][0]
+    for key in ("lines", "lines_total", "generate", "pipeline", "limit", "pandas", "ratios",
+                "machine", "period"):  # fmt: skip
+        assert key in run, key
+    assert set(run["lines"]) == BILLING_PARTNERS and run["lines_total"] > 4 * 1500
+    p = run["pipeline"]
+    assert set(STAGES) | {"other"} <= set(p["stages"]), p["stages"]
+    assert all(v >= 0 for v in p["stages"].values())
+    assert sum(p["stages"].values()) == pytest.approx(p["wall_seconds"], rel=1e-6)
+    assert 0 < p["validation_share"] < 1
+    assert p["lines_per_second"] == pytest.approx(run["lines_total"] / p["wall_seconds"])
+    for m in (p, run["limit"], run["pandas"]):
+        assert m["returncode"] == 0 and m["wall_seconds"] > 0
+        assert m["peak_rss_tree_bytes"] >= m["peak_rss_main_bytes"] > 10_000_000
+        assert len(m["load_before"]) == 3
+    assert set(run["ratios"]) == {"pipeline_over_limit", "pandas_over_pipeline"}
+    md = (out / "bench.md").read_text()
+    assert "| 2,000 |" in md and "pipeline / limit" in md and "validate native" in md
+
+
+def test_pandas_reference_equals_pipeline_grain(measured: tuple[Path, dict]) -> None:
+    _, result = measured
+    agreement = result["pandas"]["agreement"]
+    assert agreement["equal"], agreement["mismatches"]
+    assert set(agreement["partners"]) == BILLING_PARTNERS
+    # The planted discrepancies are in the figures compared, not only matched grains.
+    assert any(abs(r["amount"] or 0) > 1 for r in result["pipeline"]["grain"])
+
+
+def test_limit_pass_equals_pipeline_grain(measured: tuple[Path, dict]) -> None:
+    _, result = measured
+    agreement = result["limit"]["agreement"]
+    assert agreement["equal"], agreement["mismatches"]
+    assert agreement["rows"] == len(
+        [r for r in result["pipeline"]["grain"] if r["partner"] in BILLING_PARTNERS]
+    )
+
+
+def test_agreement_catches_a_cent(measured: tuple[Path, dict]) -> None:
+    """The comparison can fail: two cents off on one grain, or a grain missing, is reported."""
+    _, result = measured
+    pipeline, ref = result["pipeline"]["grain"], result["pandas"]["grain"]
+    off = [dict(r) for r in ref]
+    target = next(r for r in off if r["billed_revenue"])
+    target["billed_revenue"] += 0.02
+    verdict = compare.agree(pipeline, off, compare.PANDAS_FIELDS, sorted(BILLING_PARTNERS))
+    assert not verdict["equal"]
+    assert verdict["mismatches"][0]["field"] == "billed_revenue"
+    short = compare.agree(pipeline, ref[1:], compare.PANDAS_FIELDS, sorted(BILLING_PARTNERS))
+    assert not short["equal"]
