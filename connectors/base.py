@@ -10,6 +10,7 @@ reconciliation belong to the core and the flows, so every connector gets them th
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from revshare.errors import SourceError
 from revshare.periods import Period
+from revshare.sqlutil import lit
 
 __all__ = [
     "Capabilities",
@@ -36,7 +38,9 @@ __all__ = [
 class Capabilities:
     """What a connector can do; flows branch on these, never on provider names."""
 
-    produces: Literal["billing", "statement"]
+    #: ``usage``: billing-shaped lines that already name the licensed model and unit (a usage
+    #: log), so no catalog applies.
+    produces: Literal["billing", "statement", "usage"]
     formats: tuple[str, ...]
     #: True if the source rewrites earlier data for a period (so restatements can appear).
     restates: bool = False
@@ -162,6 +166,70 @@ class Connector(ABC):
         column list and types come from the one schema. Raise SourceError, naming file, row
         and column, for input that cannot be read; never guess.
         """
+
+    def row_accounting_sql(self, ctx: NormalizeContext) -> str | None:
+        """Every line-bearing native row of the snapshot as ``(src_file, src_row, reason)``:
+        ``reason`` is NULL for a row ``normalize_sql`` turns into canonical lines and names why
+        for a row it deliberately leaves out (another billing period, another provider...).
+
+        The core checks, in SQL, that the rows kept here are exactly the distinct
+        ``(x_SourceFile, x_SourceRow)`` of the canonical output, so rows read = rows normalized
+        + rows rejected (docs/security.md). None: the connector does not count its rows."""
+        return None
+
+    @staticmethod
+    def accounting_part(
+        file: str, source: str, row: str, keep: Sequence[tuple[str, str]] = ()
+    ) -> str:
+        """One file's rows for ``row_accounting_sql``. ``keep`` holds the conditions of the
+        connector's WHERE, each with the reason a row failing it is rejected (a NULL condition
+        fails, as it does in WHERE)."""
+        reason = (
+            "CASE "
+            + " ".join(f"WHEN NOT coalesce({cond}, false) THEN {lit(why)}" for cond, why in keep)
+            + " END"
+            if keep
+            else "CAST(NULL AS VARCHAR)"
+        )
+        return (
+            f"SELECT {lit(file)} AS src_file, CAST({row} AS BIGINT) AS src_row, "
+            f"{reason} AS reason FROM {source}"
+        )
+
+    def unreadable_file(self, ctx: NormalizeContext) -> str | None:
+        """The first landed file that cannot be decoded in full, or None.
+
+        For errors the engine reports without a file (a damaged Parquet page surfaces only
+        when a query decodes it): each native relation is read completely, on the error path
+        only, so the refusal can name the file to look at."""
+        con = duckdb.connect()
+        try:
+            for rel in self.native_relations(ctx):
+                try:
+                    con.execute(f"SELECT bit_xor(hash(COLUMNS(*))) FROM ({rel.sql})").fetchall()
+                except duckdb.Error:
+                    return rel.file
+        finally:
+            con.close()
+        return None
+
+    # -- warehouse pushdown (``Capabilities.pushdown``, docs/scaling.md) -------------------
+
+    @property
+    def pushdown_enabled(self) -> bool:
+        """The source can aggregate where the data sits and its settings ask for it: ``fetch``
+        then lands the period summed to (about) the reconciliation grain."""
+        return self.capabilities.pushdown and bool(getattr(self.settings, "pushdown", False))
+
+    def fetch_lines(self, period: Period, staging: Path, sku_keys: Sequence[str]) -> Delivery:
+        """Pushdown: the native rows of ``sku_keys`` only, in the layout ``fetch`` gives
+        without pushdown (the lines behind discrepancies, pulled after reconciliation)."""
+        raise self.error("this source cannot pull the lines behind a pushdown reconciliation")
+
+    def line_weights_sql(self, ctx: NormalizeContext) -> str | None:
+        """Pushdown: ``(src_file, src_row, n)``, the native rows each aggregated row of the
+        snapshot stands for (rows not listed stand for one). None: not aggregated."""
+        return None
 
     def native_relations(self, ctx: NormalizeContext) -> list[NativeRelation]:
         """The landed native files for the native-format suites (``expectations/``), validated

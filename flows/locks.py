@@ -6,6 +6,10 @@ waits for the first, up to a timeout, then fails with a message naming the holde
 locks are released by the kernel when the holding process dies, so a crashed run never leaves
 a stale lock behind. They are per host: runs on several machines need a shared lock (a
 Prefect global concurrency limit with one slot per (period, partner)), see docs/operations.md.
+
+The same locks tell a live run from a dead one (``live_runs``): a run the ledger still shows
+``running`` that holds none of its locks was killed or crashed before publishing, and
+``sweep_interrupted`` marks it ``interrupted``; retention never touches what a live run holds.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+
+from revshare import ledger
 
 #: How long a second run waits for the first before failing (seconds).
 DEFAULT_TIMEOUT = float(os.environ.get("REVSHARE_LOCK_TIMEOUT_SECONDS", "900"))
@@ -61,6 +67,37 @@ def partition_lock(
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def live_runs(home: Path) -> dict[str, set[tuple[str, str]]]:
+    """Runs that hold a (period, partner) lock right now, i.e. whose process is alive and
+    working: run id -> the (period, partner) pairs it holds. A lock file nobody holds names
+    its last holder, which is finished or dead: that is how a ``running`` ledger row or a
+    ``.partial`` run folder is told apart from a killed run's leftovers."""
+    live: dict[str, set[tuple[str, str]]] = {}
+    for path in sorted((home / "locks").glob("*/*.lock")):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            rid = _info(path).get("run_id")
+            if rid:
+                live.setdefault(str(rid), set()).add((path.parent.name, path.stem))
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+    return live
+
+
+def _info(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
 def _holder(path: Path) -> str:
     try:
         info = json.loads(path.read_text() or "{}")
@@ -78,3 +115,15 @@ def partition_locks(
         for partner in sorted(set(partners)):
             stack.enter_context(partition_lock(home, period, partner, run_id, timeout))
         yield
+
+
+def sweep_interrupted(home: Path, warehouse: Path, now: datetime | None = None) -> list[str]:
+    """Mark ``interrupted`` every run the ledger shows ``running`` that holds no lock any
+    more: its process was killed or crashed before publishing. Returns their ids."""
+    running = ledger.running_runs(warehouse)
+    if not running:
+        return []
+    live = live_runs(home)
+    dead = [r["run_id"] for r in running if r["run_id"] not in live]
+    ledger.mark_interrupted(warehouse, dead, now or datetime.now(UTC))
+    return dead

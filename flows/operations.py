@@ -20,6 +20,7 @@ from prefect.artifacts import (
     create_table_artifact,
 )
 
+from flows.locks import sweep_interrupted
 from revshare import ledger
 from revshare import notify as notify_mod
 from revshare.config import Settings
@@ -141,6 +142,28 @@ def after_publish(
     if not dry_run:
         ledger.record_details(settings.warehouse_path, run_id, details)
     return details
+
+
+def run_started(
+    settings: Settings,
+    run_id: str,
+    period: str,
+    partners: list[str],
+    started: datetime,
+    dry_run: bool,
+) -> None:
+    """Bookkeeping once a run holds its locks: runs the ledger still shows ``running``
+    whose process is gone become ``interrupted``; this run is recorded as ``running`` (not a
+    dry run: it writes no ledger), replaced by its outcome when it publishes."""
+    dead = sweep_interrupted(settings.home, settings.warehouse_path)
+    if dead:
+        get_run_logger().warning(
+            "marked %d run(s) interrupted (killed before publishing): %s",
+            len(dead),
+            ", ".join(dead),
+        )
+    if not dry_run:
+        ledger.record_start(settings.warehouse_path, run_id, period, partners, started)
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:

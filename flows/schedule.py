@@ -12,7 +12,10 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from flows.locks import live_runs, sweep_interrupted
 from flows.reconcile import reconcile_period
+from revshare import retention
+from revshare.config import Settings
 from revshare.periods import Period
 
 #: Backfills longer than this are refused: a typo in a year should not queue ten years.
@@ -54,21 +57,48 @@ def _run(period: Period, **kw: Any) -> dict[str, Any]:
     return row
 
 
+def prune(dry_run: bool = False) -> retention.Plan:
+    """Apply the retention policy (``config/retention.yaml``) to ``REVSHARE_HOME``: first mark
+    killed runs ``interrupted``, then remove what no kept run needs. Runs in progress (holding
+    a lock) and everything they work on are left alone."""
+    settings = Settings()
+    sweep_interrupted(settings.home, settings.warehouse_path)
+    plan = retention.plan_home(settings, live_runs(settings.home))
+    if not dry_run:
+        retention.apply(plan)
+    return plan
+
+
 @flow(name="revshare-nightly")
 def nightly(
-    partners: list[str] | None = None, today: str | None = None, final_after_days: int = 10
+    partners: list[str] | None = None,
+    today: str | None = None,
+    final_after_days: int = 10,
+    prune_after: bool = True,
 ) -> list[dict[str, Any]]:
-    """Reconcile the open period month to date and the previous period until it is final.
+    """Reconcile the open period month to date and the previous period until it is final,
+    then apply the retention policy (``prune_after``).
 
     Ends Failed only if the previous period's run failed: the open period usually has no
     statement yet, so its partners are quarantined and that is expected (a warning row in
-    the ``nightly`` artifact, no notification)."""
+    the ``nightly`` artifact, no notification). A failed prune is logged, never fails the
+    night: the reconciliation it follows is what matters."""
     day = date.fromisoformat(today) if today else datetime.now(UTC).date()
     open_period, closing = nightly_periods(day, final_after_days)
     rows = [_run(open_period, partners=partners, notify=False) | {"role": "month to date"}]
     if closing is not None:
         rows.append(_run(closing, partners=partners) | {"role": "closing"})
     create_table_artifact(rows, key="nightly", description=f"Nightly {day}")
+    if prune_after:
+        try:
+            plan = prune()
+            get_run_logger().info(
+                "retention: removed %d run folder(s), %d partial run(s), %d snapshot(s), "
+                "%d temp leftover(s)",
+                len(plan.runs), len(plan.partials), len(plan.snapshots), len(plan.temp),
+            )  # fmt: skip
+        except Exception as exc:  # logged; disk can wait a night
+            get_run_logger().warning("retention failed: %s: %s", type(exc).__name__, exc)
     failed = [r for r in rows if r["role"] == "closing" and r["state"] != "COMPLETED"]
     if failed:
         raise RuntimeError(f"period {failed[0]['period']} failed: {failed[0].get('error')}")

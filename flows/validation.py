@@ -30,7 +30,7 @@ from revshare.quality_config import QualityConfig, load_quality_config
 from revshare.runs import RunPaths
 from revshare.sqlutil import lit
 
-SUITES = {"billing": "canonical_billing", "statement": "statements"}
+SUITES = {"billing": "canonical_billing", "statement": "statements", "probe": "canonical_billing"}
 
 
 def _call(t: Any, *args: Any, tasks: bool) -> Any:
@@ -58,6 +58,7 @@ def native_task(
             data_docs_dir=docs,
             build_docs=False,
             asset_name=Path(rel.file).name.split(".")[0] or "data",
+            materialize=not rel.file.endswith(".parquet"),  # parse JSON/CSV once, not per check
         )
         for rel in connector.native_relations(ctx)
     ]

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from revshare.checks_config import ChecksConfig
 from revshare.contracts import Contract
 from revshare.fx import FxRates
 from revshare.matching import Matching
@@ -68,6 +69,14 @@ class PartnerConfig(Strict):
     name: str
     billing: SourceConfig | None = None
     statement: SourceConfig
+    #: The licensor's own usage through this partner (a billing export of its own account, or
+    #: a usage log): it must appear in the partner's statement. Used when there is no billing.
+    probe: SourceConfig | None = None
+
+    @property
+    def statement_only(self) -> bool:
+        """No billing export to hold the statement to: checked on its own terms instead."""
+        return self.billing is None
 
 
 class ModelRule(Strict):
@@ -139,6 +148,7 @@ class Config(Strict):
     contracts: list[Contract]
     fx: FxRates = FxRates()
     matching: Matching = Matching()
+    checks: ChecksConfig = ChecksConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -153,7 +163,7 @@ class Config(Strict):
     def _model_rates_name_models(self) -> Config:
         known = {m.id for m in self.catalog.models}
         for c in self.contracts:
-            unknown = sorted(set(c.model_rates) - known)
+            unknown = sorted((set(c.model_rates) | set(c.models or ())) - known)
             if unknown:
                 raise ValueError(f"contract for {c.partner}: unknown model(s) {unknown}")
         return self
@@ -163,6 +173,26 @@ class Config(Strict):
         if len(hits) != 1:
             raise LookupError(f"{len(hits)} contracts cover {partner} in {period}; need exactly 1")
         return hits[0]
+
+    @model_validator(mode="after")
+    def _names_are_identifiers(self) -> Config:
+        """Every name from config that reaches SQL, a file path or a report is a plain id
+        (docs/security.md): partner and model ids are checked by their fields; these are the
+        names that live in free-form keys and lists."""
+        names = [
+            *(("catalog partner", k) for k in self.catalog.partners),
+            *(("matching partner", k) for k in self.matching.partners),
+            *(("contract partner", c.partner) for c in self.contracts),
+            *(("contract model", m) for c in self.contracts for m in c.model_rates),
+            *(("contract model", m) for c in self.contracts for m in c.models or ()),
+        ]
+        for what, name in names:
+            if not re.match(_ID, name):
+                raise ValueError(
+                    f"{what} {name!r} is not a plain id (lower-case letters, digits, '_', '.', "
+                    "'-'; starting with a letter)"
+                )
+        return self
 
     @cached_property
     def model_ids(self) -> list[str]:
@@ -185,16 +215,64 @@ def _expand_env(node: Any) -> Any:
 
 def _read_yaml(path: Path) -> Any:
     try:
-        return _expand_env(yaml.safe_load(path.read_text()))
+        raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"config file missing: {path}") from None
+    refuse_literal_secrets(raw, path.name)
+    return _expand_env(raw)
+
+
+#: Setting names that hold a secret. Such a setting may only name where the secret is: an
+#: environment variable (``*_env``), a Prefect block (``credentials_block``), a key file's path
+#: (``*_path``), or be a whole ``${VAR}`` reference; a literal value is refused.
+_SECRET_KEY = re.compile(
+    r"password|passphrase|secret|token|account_?key|connection_?string|sas|private_?key|"
+    r"credential|api_?key",
+    re.IGNORECASE,
+)
+_WHERE_KEY = re.compile(r"(_env|_path|_file|^credentials_block)$", re.IGNORECASE)
+_WHOLE_REF = re.compile(r"^\$\{[A-Z0-9_]+\}$")
+#: A URL carrying credentials: user:password@ or a token in its query.
+_SECRET_URL = re.compile(r"://[^/@\s]+:[^/@\s]+@|[?&](sig|token|key|access_token|code)=",
+                         re.IGNORECASE)  # fmt: skip
+
+
+def refuse_literal_secrets(node: Any, where: str) -> None:
+    """Refuse a secret written into a config file (docs/security.md): credentials come from
+    the environment, a secret store or a Prefect block, never from YAML that is committed,
+    copied into run folders and shown in reviews. The error names the key, never the value."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{where}: {key}"
+            secret_key = isinstance(key, str) and _SECRET_KEY.search(key)
+            if (
+                isinstance(value, str)
+                and secret_key
+                and not _WHERE_KEY.search(str(key))
+                and not _WHOLE_REF.match(value.strip())
+            ):
+                raise ValueError(
+                    f"{here} holds a literal secret; name an environment variable "
+                    f"({key}_env: VAR), a Prefect credentials block, or write ${{VAR}}"
+                )
+            if isinstance(value, str) and _SECRET_URL.search(value):
+                raise ValueError(
+                    f"{here} is a URL carrying credentials; put the URL in an environment "
+                    "variable and name it (e.g. url_env)"
+                )
+            refuse_literal_secrets(value, here)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            refuse_literal_secrets(value, f"{where}[{i}]")
 
 
 def load_config(config_dir: Path) -> Config:
     partners = _read_yaml(config_dir / "partners.yaml")["partners"]
     fx_path = config_dir / "fx_rates.yaml"
     matching_path = config_dir / "matching.yaml"
+    checks_path = config_dir / "checks.yaml"
     return Config(
+        checks=_read_yaml(checks_path) if checks_path.exists() else {},
         matching=_read_yaml(matching_path) if matching_path.exists() else {},
         partners={pid: {"id": pid, **p} for pid, p in partners.items()},
         catalog=_read_yaml(config_dir / "catalog.yaml"),

@@ -8,13 +8,20 @@ rerun never overwrites the figures an earlier report showed.
 from __future__ import annotations
 
 import json
+import os
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
 
 from revshare.db import connect
+
+T = TypeVar("T")
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -26,14 +33,42 @@ CREATE TABLE IF NOT EXISTS run_sources (
 CREATE TABLE IF NOT EXISTS run_details (
   run_id VARCHAR PRIMARY KEY, params VARCHAR, flow_run_id VARCHAR, duration_seconds DOUBLE,
   timings VARCHAR, partners VARCHAR, notifications VARCHAR);
+CREATE TABLE IF NOT EXISTS run_marks (
+  run_id VARCHAR PRIMARY KEY, marked_at TIMESTAMPTZ, note VARCHAR);
+ALTER TABLE run_sources ADD COLUMN IF NOT EXISTS rows_read BIGINT;
+ALTER TABLE run_sources ADD COLUMN IF NOT EXISTS rows_normalized BIGINT;
+ALTER TABLE run_sources ADD COLUMN IF NOT EXISTS rows_rejected BIGINT;
 """
-# run_details is additive (CREATE TABLE IF NOT EXISTS): a warehouse written before it existed
-# gains the table on its next write and its older runs simply have no details.
+# run_sources.rows_* (rows read = normalized + rejected) are additive as well: an older
+# warehouse gains the columns on its next write, NULL for the runs recorded before.
+# run_details and run_marks are additive (CREATE TABLE IF NOT EXISTS): a warehouse written
+# before they existed gains them on its next write and its older runs simply have none.
+
+#: Run statuses: ``running`` is written when a run has taken its locks, replaced by the
+#: outcome (completed, partial, failed) when it publishes; a ``running`` run whose locks are
+#: gone (killed, crashed) is marked ``interrupted`` by the next run or by ``runs list``.
+RUNNING, INTERRUPTED = "running", "interrupted"
+
+#: How long to wait for another process's write to the warehouse file to finish. DuckDB
+#: lets one process at a time open a database file for writing (readers are refused too while
+#: it does); every ledger write is a short transaction, so waiting is the right answer.
+WAIT_SECONDS = float(os.environ.get("REVSHARE_WAREHOUSE_WAIT_SECONDS", "120"))
+
+
+def _retry_locked(open_fn: Callable[[], T]) -> T:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        try:
+            return open_fn()
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1 + random.random() * 0.2)
 
 
 def _con(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = connect(path)
+    con = _retry_locked(lambda: connect(path))
     con.execute(_DDL)
     return con
 
@@ -41,10 +76,15 @@ def _con(path: Path):
 def first_billing_snapshot(
     path: Path, period: str, partner: str, statement_snapshot: str
 ) -> str | None:
-    """The billing snapshot of the earliest successful run that reconciled this statement."""
-    if not path.exists():
+    """The billing snapshot of the earliest successful run that reconciled this statement.
+
+    Read-only: partners may run in several processes at once (flows/runners.py), and DuckDB
+    lets many processes read a file but only one open it for writing."""
+    con = _read(path)
+    if con is None or not _has(con, "run_sources"):
+        if con is not None:
+            con.close()
         return None
-    con = _con(path)
     row = con.execute(
         """
         SELECT b.snapshot_id FROM runs r
@@ -64,14 +104,16 @@ def record_run(path: Path, run: dict, sources: list[dict], tables: dict[str, pa.
     """Append one run, its sources and its result tables, in one transaction."""
     con = _con(path)
     con.execute("BEGIN")
-    con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", [
+    # OR REPLACE: the run's own ``running`` row (record_start) becomes its outcome.
+    con.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", [
         run["run_id"], run["period"], run["partners"], run["started_at"], run["finished_at"],
         run["status"], run["report_path"]])  # fmt: skip
     if sources:
         con.register("_src", pa.Table.from_pylist(sources))
         con.execute(
-            "INSERT INTO run_sources SELECT ? AS run_id, partner, kind, source_type,"
-            " snapshot_id, rows, status, reason FROM _src",
+            "INSERT INTO run_sources BY NAME SELECT ? AS run_id, partner, kind, source_type,"
+            " snapshot_id, rows, status, reason, rows_read, rows_normalized, rows_rejected"
+            " FROM _src",
             [run["run_id"]],
         )
     for name, table in tables.items():
@@ -83,10 +125,23 @@ def record_run(path: Path, run: dict, sources: list[dict], tables: dict[str, pa.
             con.execute(
                 f'CREATE TABLE "{name}" AS SELECT ? AS run_id, * FROM _t LIMIT 0', [run["run_id"]]
             )
+        _add_new_columns(con, name)
         con.execute(f'INSERT INTO "{name}" BY NAME SELECT ? AS run_id, * FROM _t', [run["run_id"]])
         con.unregister("_t")
     con.execute("COMMIT")
     con.close()
+
+
+def _add_new_columns(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Result tables evolve additively: a run whose table has columns the stored one lacks
+    (a newer version, or partners of another kind) adds them; older rows read NULL there."""
+    have = {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [name]
+    ).fetchall()}  # fmt: skip
+    for col, typ in con.execute("SELECT column_name, column_type FROM (DESCRIBE _t)").fetchall():
+        if col not in have:
+            typ = "VARCHAR" if typ == "NULL" else typ
+            con.execute(f'ALTER TABLE "{name}" ADD COLUMN "{col}" {typ}')
 
 
 def partner_history(path: Path, before: str, partners: list[str], periods: int = 5) -> list[dict]:
@@ -95,7 +150,7 @@ def partner_history(path: Path, before: str, partners: list[str], periods: int =
     never creates or locks a warehouse it only looks at; an empty or older warehouse gives []."""
     if not path.exists() or not partners:
         return []
-    con = duckdb.connect(str(path), read_only=True)
+    con = _retry_locked(lambda: duckdb.connect(str(path), read_only=True))
     try:
         con.execute("SET TimeZone = 'UTC'")
         has = con.execute(
@@ -131,7 +186,7 @@ def _read(path: Path) -> duckdb.DuckDBPyConnection | None:
     """A read-only connection, or None when there is no warehouse yet."""
     if not path.exists():
         return None
-    con = duckdb.connect(str(path), read_only=True)
+    con = _retry_locked(lambda: duckdb.connect(str(path), read_only=True))
     con.execute("SET TimeZone = 'UTC'")
     return con
 
@@ -280,5 +335,164 @@ def previous_discrepancies(
             [prev[0], partner],
         )
         return {r[0]: {"type": r[1], "amount": r[2], "currency": r[3]} for r in cur.fetchall()}
+    finally:
+        con.close()
+
+
+# -- run lifecycle and retention ------------------------------------------------------------
+
+
+def record_start(
+    path: Path, run_id: str, period: str, partners: list[str], started_at: datetime
+) -> None:
+    """A ``running`` row for a run that has just taken its locks; ``record_run`` replaces
+    it. A run killed before publishing keeps this row until ``mark_interrupted``."""
+    con = _con(path)
+    try:
+        con.execute(
+            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, NULL, ?, NULL)",
+            [run_id, period, partners, started_at, RUNNING],
+        )
+    finally:
+        con.close()
+
+
+def running_runs(path: Path) -> list[dict[str, Any]]:
+    """Runs the ledger still shows as ``running``: run id, period, partners."""
+    con = _read(path)
+    if con is None:
+        return []
+    try:
+        rows = con.execute(
+            "SELECT run_id, period, partners FROM runs WHERE status = ? ORDER BY run_id",
+            [RUNNING],
+        ).fetchall()
+        return [{"run_id": r[0], "period": r[1], "partners": r[2] or []} for r in rows]
+    finally:
+        con.close()
+
+
+def mark_interrupted(path: Path, run_ids: list[str], at: datetime) -> int:
+    """Mark these ``running`` runs ``interrupted`` (their process is gone); returns how many."""
+    if not run_ids:
+        return 0
+    con = _con(path)
+    try:
+        return con.execute(
+            "UPDATE runs SET status = ?, finished_at = ? WHERE status = ? "
+            "AND list_contains(?, run_id)",
+            [INTERRUPTED, at, RUNNING, run_ids],
+        ).fetchone()[0]
+    finally:
+        con.close()
+
+
+def mark_run(path: Path, run_id: str, at: datetime, note: str = "", remove: bool = False) -> str:
+    """Finance marks a run to keep (retention never prunes it), or removes the mark.
+    ``run_id`` may be a unique prefix; returns the full id. Raises KeyError if none."""
+    con = _con(path)
+    try:
+        ids = [
+            r[0]
+            for r in con.execute(
+                "SELECT run_id FROM runs WHERE starts_with(run_id, ?)", [run_id]
+            ).fetchall()
+        ]
+        if len(ids) != 1:
+            raise KeyError(f"{len(ids)} recorded runs match {run_id!r}")
+        if remove:
+            con.execute("DELETE FROM run_marks WHERE run_id = ?", ids)
+        else:
+            con.execute("INSERT OR REPLACE INTO run_marks VALUES (?, ?, ?)", [ids[0], at, note])
+        return ids[0]
+    finally:
+        con.close()
+
+
+def retention_inputs(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What retention decides from: every recorded run (id, period, status, marked) and every
+    snapshot a run used (run id, partner, kind, period, snapshot id, and for a statement the
+    billing snapshot it was first checked against: the restatement baseline)."""
+    con = _read(path)
+    if con is None:
+        return [], []
+    try:
+        marks = _has(con, "run_marks")
+        cur = con.execute(
+            f"""SELECT r.run_id, r.period, r.status,
+                       {"m.run_id IS NOT NULL" if marks else "false"} AS marked
+                FROM runs r {"LEFT JOIN run_marks m USING (run_id)" if marks else ""}
+                ORDER BY r.period, r.started_at, r.run_id"""
+        )
+        names = [d[0] for d in cur.description]
+        runs = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        cur = con.execute(
+            """
+            WITH firsts AS (
+              SELECT r.period, s.partner, s.snapshot_id AS statement, b.snapshot_id AS billing
+              FROM runs r
+              JOIN run_sources s ON s.run_id = r.run_id AND s.kind = 'statement'
+              JOIN run_sources b ON b.run_id = r.run_id AND b.kind = 'billing'
+                   AND b.partner = s.partner
+              WHERE s.status = 'ok' AND b.status = 'ok'
+              QUALIFY row_number() OVER (PARTITION BY r.period, s.partner, s.snapshot_id
+                                         ORDER BY r.started_at, r.run_id) = 1)
+            SELECT s.run_id, s.partner, s.kind, r.period, s.snapshot_id, f.billing AS baseline
+            FROM run_sources s JOIN runs r USING (run_id)
+            LEFT JOIN firsts f ON s.kind = 'statement' AND f.period = r.period
+                 AND f.partner = s.partner AND f.statement = s.snapshot_id
+            WHERE s.snapshot_id IS NOT NULL
+            ORDER BY s.run_id, s.partner, s.kind"""
+        )
+        names = [d[0] for d in cur.description]
+        return runs, [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    finally:
+        con.close()
+
+
+def reported_history(path: Path, period: str, partner: str) -> list[dict[str, Any]] | None:
+    """What ``partner`` reported per (model, unit) in its latest recorded run of ``period``,
+    for the history checks of statement-only partners; None when that month was never
+    recorded. Read-only, like ``partner_history``."""
+    con = _read(path)
+    if con is None:
+        return None
+    try:
+        if not _has(con, "reconciliation"):
+            return None
+        cols = {r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'reconciliation'").fetchall()}  # fmt: skip
+        grain_only = (
+            "coalesce(g.check_name, 'arithmetic') = 'arithmetic'"
+            if "check_name" in cols
+            else "true"
+        )
+        # Revenue recomputed from quantity x unit price where the statement gave prices.
+        priced = (
+            "coalesce(g.computed_revenue, g.reported_revenue)"
+            if "computed_revenue" in cols
+            else "g.reported_revenue"
+        )
+        latest = con.execute(
+            """SELECT r.run_id FROM runs r JOIN reconciliation g USING (run_id)
+               WHERE r.period = ? AND g.partner = ?
+               ORDER BY r.started_at DESC, r.run_id DESC LIMIT 1""",
+            [period, partner],
+        ).fetchone()
+        if latest is None:
+            return None
+        cur = con.execute(
+            f"""SELECT g.model_id, g.unit, sum(g.reported_tokens) AS reported_tokens,
+                  sum(g.reported_revenue) AS reported_revenue, sum({priced}) AS priced_revenue,
+                  sum(g.reported_share) AS reported_share
+                FROM reconciliation g
+                WHERE g.run_id = ? AND g.partner = ? AND g.model_id IS NOT NULL
+                  AND g.reported_tokens IS NOT NULL AND {grain_only}
+                GROUP BY ALL ORDER BY ALL""",
+            [latest[0], partner],
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
     finally:
         con.close()

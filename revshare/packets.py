@@ -45,6 +45,19 @@ def neutralize(text: str) -> str:
     return "'" + text if text.lstrip(" ").startswith(FORMULA_LEAD) else text
 
 
+def neutralized_table(table: pa.Table) -> pa.Table:
+    """The same table with every text cell neutralized as ``neutralize`` does, column by column
+    in Arrow (the results CSVs can hold every line of a month); numbers stay numbers."""
+    lead = "^ *[" + "".join("\\" + c if c in "-" else c for c in FORMULA_LEAD) + "]"
+    cols = []
+    for col in table.columns:
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            hit = pc.fill_null(pc.match_substring_regex(col, lead), False)
+            col = pc.if_else(hit, pc.binary_join_element_wise("'", col, ""), col)
+        cols.append(col)
+    return pa.Table.from_arrays(cols, schema=table.schema)
+
+
 # (header, key, kind): kind is "text", "money" (rounded, currency format), "qty", "rate",
 # "exact" (a source amount shown with up to 6 decimals), "int" or "date".
 DISC_COLUMNS = [

@@ -1,7 +1,10 @@
 """Publishing a run: result tables (Parquet, CSV, warehouse), the HTML report, run.json.
 
-Every file is written to a temporary name and renamed. Result files hold no run id or clock
-time, so a rerun on the same snapshots produces byte-identical results.
+Every file is written to a temporary name and renamed, inside the run's staging folder; the
+folder is renamed into place (``RunPaths.commit``) once the report and results are complete and
+only then is the run recorded in the ledger, so a killed run never leaves a report, a result
+file or a ledger row that looks finished. Result files hold no run id or clock time, so a rerun
+on the same snapshots produces byte-identical results.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ REPORT_LINES = 25
 
 DISCREPANCY_COLUMNS = [
     "discrepancy_id", "period", "partner", "type", "model_id", "unit", "sku", "currency",
-    "amount", "billed_tokens", "reported_tokens", "billed_revenue", "reported_revenue",
+    "amount", "at_stake", "billed_tokens", "reported_tokens", "billed_revenue",
+    "reported_revenue",
     "expected_share", "reported_share", "share_rate", "billing_snapshot", "statement_snapshot",
     "explanation",
 ]  # fmt: skip
@@ -53,7 +57,10 @@ def _atomic_write(path: Path, write) -> None:
 
 def _write_table(table: pa.Table, base: Path) -> None:
     _atomic_write(base.with_suffix(".parquet"), lambda p: pq.write_table(table, p))
-    _atomic_write(base.with_suffix(".csv"), lambda p: pacsv.write_csv(table, p))
+    # The CSV is for spreadsheets: partner text neutralized (packets.neutralized_table); the
+    # Parquet beside it keeps the exact values.
+    safe = packets.neutralized_table(table)
+    _atomic_write(base.with_suffix(".csv"), lambda p: pacsv.write_csv(safe, p))
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table | None:
@@ -63,6 +70,11 @@ def _concat(tables: list[pa.Table]) -> pa.Table | None:
 
 def _tag(partner: str, table: pa.Table) -> pa.Table:
     return table.add_column(0, "partner", pa.array([partner] * table.num_rows, pa.string()))
+
+
+def _checks(results: list[PartnerResult]) -> list[dict]:
+    """Statement-only partners and the checks that applied to them (report, run.json)."""
+    return [{"partner": r.partner, "checks": list(r.checks)} for r in results if r.checks]
 
 
 def partner_summary(grain: pa.Table | None, outcomes: list[PartnerOutcome]) -> list[dict]:
@@ -169,6 +181,7 @@ def publish(
         lines=_lines_by_discrepancy(lines),
         outcomes=outcomes,
         terms=[r.terms for r in results],
+        checks=_checks(results),
         revisions=revisions.to_pylist() if revisions is not None else [],
         restated=_restated_summary(restated),
     )
@@ -188,6 +201,7 @@ def publish(
                 {
                     **meta,
                     "terms": [r.terms for r in results],
+                    "statement_only_checks": _checks(results),
                     "validation": [
                         s.validation.to_dict()
                         for o in outcomes
@@ -200,6 +214,7 @@ def publish(
             )
         ),
     )
+    paths.commit()  # the run is complete: make it visible in one rename
     if warehouse is not None:
         named = {
             "reconciliation": grain,
@@ -214,7 +229,7 @@ def publish(
                 **meta,
                 "started_at": started,
                 "finished_at": finished,
-                "report_path": str(paths.report),
+                "report_path": str(paths.final_report),
             },
             [s.ledger_row() for o in outcomes for s in o.sources],
             tables,

@@ -102,7 +102,7 @@ def partner_figures(grain: list[dict], outcomes: Iterable) -> list[dict]:
                 "currency": ccy,
                 "models": [{"label": k, **_sums(v, ccy)} for k, v in sorted(models.items())],
                 "discrepancies": len(flagged),
-                "at_stake": add((abs(r["amount"]) for r in flagged), ccy),
+                "at_stake": add((abs(r["amount"] or 0) for r in flagged), ccy),
                 **_sums(rows, ccy),
             }
             # The headline is the sum of the model rows shown under it, by construction.

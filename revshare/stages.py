@@ -19,6 +19,7 @@ from revshare.catalog import mapped_sql, register_rules
 from revshare.config import PartnerCatalog
 from revshare.db import connect
 from revshare.errors import SourceError
+from revshare.outcome import RowAccounting
 from revshare.periods import Period
 from revshare.sqlutil import lit
 from revshare.store import Snapshot, land
@@ -35,6 +36,7 @@ class ConnectorLike(Protocol):
 class Normalized:
     path: Path
     rows: int
+    accounting: RowAccounting | None = None
 
 
 def extract(connector: ConnectorLike, period: Period, landing_root: Path) -> Snapshot:
@@ -74,11 +76,67 @@ def normalize(
     except duckdb.Error as exc:
         tmp.unlink(missing_ok=True)
         raise SourceError(
-            connector.source_name, f"could not normalize: {_first_line(exc)}"
+            connector.source_name,
+            f"could not normalize: {_first_line(exc)}",
+            file=_unreadable(connector, ctx),
         ) from exc
+    rows = con.execute(f"SELECT count(*) FROM read_parquet({lit(tmp)})").fetchone()[0]
+    try:
+        acc = account(con, connector, ctx, tmp)
+    except SourceError:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, out)
-    rows = con.execute(f"SELECT count(*) FROM read_parquet({lit(out)})").fetchone()[0]
-    return Normalized(out, rows)
+    return Normalized(out, rows, acc)
+
+
+def account(
+    con: duckdb.DuckDBPyConnection, connector: ConnectorLike, ctx: Any, canonical: Path
+) -> RowAccounting | None:
+    """Count, in SQL, where every native row went, and refuse the source if one went missing.
+
+    The connector lists its native rows with a rejection reason or none (kept); the rows kept
+    must be exactly the distinct (x_SourceFile, x_SourceRow) of the canonical lines. A row kept
+    but absent from the lines (a join that dropped it) or a line from no kept row both break
+    rows read = rows normalized + rows rejected, and the source is quarantined."""
+    acc_sql = getattr(connector, "row_accounting_sql", lambda _ctx: None)(ctx)
+    if not acc_sql:
+        return None
+    # MATERIALIZED: the native files are scanned once, however often the counts refer to them.
+    sql = f"""WITH acc AS MATERIALIZED ({acc_sql}),
+canon AS MATERIALIZED (SELECT DISTINCT "x_SourceFile" AS f, "x_SourceRow" AS r
+          FROM read_parquet({lit(canonical)}))
+SELECT (SELECT count(*) FROM acc),
+       (SELECT count(*) FROM acc WHERE reason IS NOT NULL),
+       (SELECT count(*) FROM canon),
+       (SELECT count(*) FROM canon JOIN acc ON acc.src_file = canon.f
+          AND acc.src_row = canon.r AND acc.reason IS NULL),
+       (SELECT list({{'reason': reason, 'rows': n}} ORDER BY reason) FROM
+          (SELECT reason, count(*) AS n FROM acc WHERE reason IS NOT NULL GROUP BY reason))"""
+    try:
+        read, rejected, normalized, matched, reasons = con.execute(sql).fetchone()
+    except duckdb.Error as exc:
+        raise SourceError(
+            connector.source_name,
+            f"could not count rows: {_first_line(exc)}",
+            file=_unreadable(connector, ctx),
+        ) from exc
+    result = RowAccounting(
+        read, normalized, rejected, tuple((d["reason"], d["rows"]) for d in reasons or [])
+    )
+    if not result.balanced or matched != normalized:
+        raise SourceError(
+            connector.source_name,
+            f"rows do not add up: {result.summary()}; {normalized - matched} canonical source "
+            "row(s) match no kept native row",
+        )
+    return result
+
+
+def _unreadable(connector: ConnectorLike, ctx: Any) -> str | None:
+    """Which landed file the engine choked on, when the connector can tell (error path only)."""
+    find = getattr(connector, "unreadable_file", None)
+    return find(ctx) if find is not None else None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -185,6 +185,20 @@ class AwsCur2Connector(Connector):
                 "missing or unreadable value", file=lay.relpath, row=bad[0], column=bad[1]
             )
 
+    def row_accounting_sql(self, ctx: NormalizeContext) -> str:
+        """Every data row of the snapshot's Parquet files; rows of another billing period
+        (a file can hold several) are rejected with that reason."""
+        parts = []
+        for relpath in ctx.files:
+            if relpath.lower().endswith(".parquet"):
+                path = ctx.file(relpath)
+                lay = h.FileLayout(relpath, path, self._parquet_types(path, relpath))
+                keep = [(h.in_period_sql(lay, ctx.period), "other billing period")]
+                parts.append(
+                    self.accounting_part(relpath, h.scan_sql(path), "file_row_number + 1", keep)
+                )
+        return "\nUNION ALL\n".join(parts)
+
     # -- validation -----------------------------------------------------------------------
 
     def native_relations(self, ctx: NormalizeContext) -> list[NativeRelation]:

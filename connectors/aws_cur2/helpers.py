@@ -271,5 +271,10 @@ def select_sql(lay: FileLayout, period: Period, partner_id: str, snapshot_id: st
     }
     return (
         f"SELECT\n  {billing_select_sql(exprs)}\nFROM {scan_sql(lay.path)}\n"
-        f"WHERE {lay.ts('bill_billing_period_start_date')} = {period_literal(period)}"
+        f"WHERE {in_period_sql(lay, period)}"
     )
+
+
+def in_period_sql(lay: FileLayout, period: Period) -> str:
+    """The row belongs to ``period``: the one filter between a data file and its lines."""
+    return f"{lay.ts('bill_billing_period_start_date')} = {period_literal(period)}"

@@ -72,8 +72,11 @@ _BAD_CREDENTIALS = frozenset(
 
 def is_transient(exc: BaseException) -> bool:
     """True for failures worth another try: the network, the server's load, throttling."""
-    if isinstance(exc, bex.HTTPClientError | bex.IncompleteReadError | bex.FlexibleChecksumError):
+    network = (bex.HTTPClientError, bex.ConnectionError, bex.IncompleteReadError)
+    if isinstance(exc, (*network, bex.FlexibleChecksumError)):
         # Connection refused/reset, timeouts, a body cut mid-stream or damaged in transit.
+        # (botocore's ConnectionError covers refused and connect timeouts; HTTPClientError
+        # covers read timeouts and connections closed mid-response.)
         return True
     if isinstance(exc, bex.ClientError):
         err = exc.response.get("Error", {})

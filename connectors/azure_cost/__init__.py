@@ -171,6 +171,27 @@ class AzureCostConnector(Connector):
             raise self.error("delivery holds no cost details file")
         return "\nUNION ALL\n".join(parts)
 
+    def row_accounting_sql(self, ctx: NormalizeContext) -> str:
+        """Every data row of the run's files; a row of another billing period is rejected
+        with that reason (normalize_sql has already refused files it cannot map)."""
+        parts = []
+        con = duckdb.connect()
+        try:
+            for relpath in ctx.files:
+                fmt = _file_format(relpath)
+                if fmt is None:
+                    continue
+                source = helpers.source_sql(str(ctx.file(relpath)), fmt)
+                header = self._header(con, relpath, source)
+                fmap, _ = helpers.map_columns(
+                    relpath, header, helpers.detect_layout(header) or "mca"
+                )
+                keep = [(helpers.in_period_sql(fmap, ctx.period), "other billing period")]
+                parts.append(self.accounting_part(relpath, f"({source})", "__row", keep))
+        finally:
+            con.close()
+        return "\nUNION ALL\n".join(parts)
+
     def _validate(self, con: duckdb.DuckDBPyConnection, fmap: helpers.FileMap, source: str) -> None:
         """Find the first bad row up front, so the core gets a SourceError, not a cast error."""
         try:

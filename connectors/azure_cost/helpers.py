@@ -230,7 +230,6 @@ def select_sql(
 ) -> str:
     """One file's canonical rows, filtered to ``period``'s billing period."""
     day = f"timezone('UTC', {_date(m, 'date')})"
-    bp = f"COALESCE({_date(m, 'billing_period_start')}, {_date(m, 'date')})"
     tags = m.v("tags")
     exprs = {
         "AvailabilityZone": m.v("availability_zone"),
@@ -295,6 +294,14 @@ def select_sql(
     }
     return (
         f"SELECT\n  {billing_select_sql(exprs)}\nFROM ({source}) AS src\n"
-        f"WHERE {bp} >= {lit(period.start.replace(tzinfo=None).isoformat())}::TIMESTAMP "
+        f"WHERE {in_period_sql(m, period)}"
+    )
+
+
+def in_period_sql(m: FileMap, period: Period) -> str:
+    """The row's billing period (its date when the file has none) is ``period``."""
+    bp = f"COALESCE({_date(m, 'billing_period_start')}, {_date(m, 'date')})"
+    return (
+        f"{bp} >= {lit(period.start.replace(tzinfo=None).isoformat())}::TIMESTAMP "
         f"AND {bp} < {lit(period.end.replace(tzinfo=None).isoformat())}::TIMESTAMP"
     )

@@ -176,8 +176,19 @@ class DatabricksConnector(Connector):
         }
         return (
             f"SELECT {billing_select_sql(exprs)}\nFROM {joined} AS u\n"
-            f"WHERE u.usage_date >= DATE {lit(str(ctx.period.first_day))} "
-            f"AND u.usage_date < DATE {lit(str(ctx.period.next().first_day))}"
+            f"WHERE {_in_period(ctx.period)}"
+        )
+
+    def row_accounting_sql(self, ctx: NormalizeContext) -> str:
+        """Every usage row (list prices are a price list, not lines); a row of another
+        usage month is rejected with that reason."""
+        keep = [(_in_period(ctx.period), "other usage month")]
+        return "\nUNION ALL\n".join(
+            self.accounting_part(
+                rel, f"{h.scan(ctx.file(rel))} AS u", "u.file_row_number + 1", keep
+            )
+            for rel in ctx.files
+            if f"/{h.USAGE_DIR}/" in f"/{rel}"
         )
 
     def _check_rows(self, con: duckdb.DuckDBPyConnection, joined: str, rel: str, qty: str) -> None:
@@ -212,3 +223,10 @@ class DatabricksConnector(Connector):
         if bad:
             r, col, v, w = bad
             raise self.error(f"{col} {w}: {v!r}", file=rel, row=int(r), column=col)
+
+
+def _in_period(period: Period) -> str:
+    return (
+        f"u.usage_date >= DATE {lit(str(period.first_day))} "
+        f"AND u.usage_date < DATE {lit(str(period.next().first_day))}"
+    )

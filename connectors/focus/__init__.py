@@ -209,16 +209,48 @@ class FocusConnector(Connector):
                 "x_SkuKey": h.sku_key_expr(layout, self.settings.sku_key_column),
             }
         )
-        start = exprs["BillingPeriodStart"]
-        where = [
-            f"{start} >= CAST({lit(ctx.period.start.isoformat())} AS TIMESTAMPTZ)",
-            f"{start} < CAST({lit(ctx.period.end.isoformat())} AS TIMESTAMPTZ)",
-        ]
-        if self.settings.provider_name is not None:
-            where.append(f"{exprs['ProviderName']} = {lit(self.settings.provider_name)}")
+        where = [cond for cond, _ in self._keep(exprs, ctx.period)]
         return f"SELECT {billing_select_sql(exprs)}\nFROM {scan} AS src\nWHERE " + " AND ".join(
             where
         )
+
+    def _keep(self, exprs: dict[str, str], period: Period) -> list[tuple[str, str]]:
+        """The filters between a file's rows and its lines, each with its rejection reason."""
+        start = exprs["BillingPeriodStart"]
+        keep = [
+            (
+                f"{start} >= CAST({lit(period.start.isoformat())} AS TIMESTAMPTZ) AND "
+                f"{start} < CAST({lit(period.end.isoformat())} AS TIMESTAMPTZ)",
+                "other billing period",
+            )
+        ]
+        if self.settings.provider_name is not None:
+            keep.append(
+                (f"{exprs['ProviderName']} = {lit(self.settings.provider_name)}", "other provider")
+            )
+        return keep
+
+    def row_accounting_sql(self, ctx: NormalizeContext) -> str:
+        """Every data row of the snapshot's files, rejected for another billing period or,
+        when ``provider_name`` is set, another provider."""
+        parts = []
+        con = duckdb.connect()
+        try:
+            for relpath in ctx.files:
+                if self._is_manifest(relpath):
+                    continue
+                path = ctx.file(relpath)
+                layout = self._layout(con, path, relpath)
+                exprs = {
+                    c: h.value_expr(layout, c) or "NULL"
+                    for c in ("BillingPeriodStart", "ProviderName")
+                }
+                keep = self._keep(exprs, ctx.period)
+                scan = f"{h.scan_sql(path, layout.fmt)} AS src"
+                parts.append(self.accounting_part(relpath, scan, layout.row_expr, keep))
+        finally:
+            con.close()
+        return "\nUNION ALL\n".join(parts)
 
     # -- validation -----------------------------------------------------------------------
 

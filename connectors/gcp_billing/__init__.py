@@ -128,6 +128,19 @@ class GcpBillingConnector(Connector):
             con.close()
         return helpers.billing_sql(files, columns, ctx.period, ctx.partner_id, ctx.snapshot_id)
 
+    def row_accounting_sql(self, ctx: NormalizeContext) -> str:
+        """Every record of the snapshot's shards; a record of another invoice month is
+        rejected with that reason. Its credits become lines of the same source row, so a
+        record counts once however many lines it yields."""
+        schemas = [f for f in ctx.files if f == "schema.json" or f.endswith("/schema.json")]
+        columns = self._columns(ctx, schemas[0])
+        keep = [(f"invoice.month = {lit(ctx.period.compact)}", "other invoice month")]
+        return "\nUNION ALL\n".join(
+            self.accounting_part(rel, helpers.read_sql(ctx.file(rel), columns), "_row", keep)
+            for rel in ctx.files
+            if rel.endswith(".json.gz")
+        )
+
     def _columns(self, ctx: NormalizeContext, rel: str) -> str:
         try:
             schema = json.loads(ctx.file(rel).read_text())

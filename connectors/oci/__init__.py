@@ -98,6 +98,31 @@ class OciConnector(Connector):
         )
         return (
             f"SELECT {billing_select_sql(exprs)}\nFROM {scan} AS src\n"
-            f"WHERE {start} >= CAST({lit(ctx.period.start.isoformat())} AS TIMESTAMPTZ) "
-            f"AND {start} < CAST({lit(ctx.period.end.isoformat())} AS TIMESTAMPTZ)"
+            f"WHERE {_in_period(start, ctx.period)}"
         )
+
+    def row_accounting_sql(self, ctx: NormalizeContext) -> str:
+        """Every row of the cost reports; a row charged in another month is rejected."""
+        parts = []
+        con = duckdb.connect()
+        try:
+            for rel in ctx.files:
+                if not h.is_data(rel):
+                    continue
+                scan = h.scan_sql(ctx.file(rel))
+                *columns, row_col = self._columns(con, scan, rel)
+                start = h.canonical_exprs(columns, self.settings.sku_key_column)[
+                    "ChargePeriodStart"
+                ]
+                keep = [(_in_period(start, ctx.period), "other billing period")]
+                parts.append(self.accounting_part(rel, f"{scan} AS src", h.q(row_col), keep))
+        finally:
+            con.close()
+        return "\nUNION ALL\n".join(parts)
+
+
+def _in_period(start: str, period: Period) -> str:
+    return (
+        f"{start} >= CAST({lit(period.start.isoformat())} AS TIMESTAMPTZ) "
+        f"AND {start} < CAST({lit(period.end.isoformat())} AS TIMESTAMPTZ)"
+    )

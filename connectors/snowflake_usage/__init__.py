@@ -11,6 +11,7 @@ taken from the Cortex view and not from the daily view. With ``account`` in the 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -24,6 +25,7 @@ from connectors.base import (
     NativeFile,
     NativeRelation,
     NormalizeContext,
+    SourceError,
 )
 from connectors.snowflake_usage import helpers as h
 from connectors.snowflake_usage.settings import SnowflakeUsageSettings
@@ -58,6 +60,43 @@ class SnowflakeUsageConnector(Connector):
         from connectors.snowflake_usage.remote import pull
 
         return pull(self, period, staging)
+
+    def fetch_lines(self, period: Period, staging: Path, sku_keys: Sequence[str]) -> Delivery:
+        """Pushdown: the Cortex and daily-view rows of ``sku_keys`` (and the period's rates,
+        which price them), unaggregated, in the layout of a full pull."""
+        assert isinstance(self.settings, SnowflakeUsageSettings)
+        if not self.settings.remote:
+            raise self.error("lines behind a pushdown need a live account")
+        from connectors.snowflake_usage.remote import pull
+
+        return pull(self, period, staging, tuple(sorted(set(sku_keys))))
+
+    def line_weights_sql(self, ctx: NormalizeContext) -> str | None:
+        """The Cortex rows of a pushdown snapshot: each stands for LINE_COUNT view rows."""
+        parts = [
+            f"SELECT {lit(rel)} AS src_file, CAST(file_row_number + 1 AS BIGINT) AS src_row, "
+            "CAST(LINE_COUNT AS BIGINT) AS n "
+            f"FROM read_parquet({lit(ctx.file(rel))}, file_row_number = true)"
+            for rel in sorted(self._weighted_files(ctx))
+        ]
+        return " UNION ALL ".join(parts) or None
+
+    def _weighted_files(self, ctx: NormalizeContext) -> set[str]:
+        """Cortex files of the snapshot that a pushdown pull aggregated (have LINE_COUNT)."""
+        out = set()
+        con = duckdb.connect()
+        try:
+            for rel in ctx.files:
+                if h.classify(rel) == h.CORTEX:
+                    f = h.ViewFile(h.CORTEX, rel, str(ctx.file(rel)))
+                    try:
+                        if "LINE_COUNT" in self._columns(con, f):
+                            out.add(rel)
+                    except SourceError:
+                        pass  # unreadable: the suites and normalize say so
+        finally:
+            con.close()
+        return out
 
     # -- locate ---------------------------------------------------------------------------
 
@@ -106,10 +145,18 @@ class SnowflakeUsageConnector(Connector):
         try:
             selects = self._selects(con, ctx)
             sql = h.normalize_sql(selects, ctx.period, ctx.partner_id, ctx.snapshot_id)
-            self._check(con, selects, ctx.period)
+            self._check(con, selects, ctx)
         finally:
             con.close()
         return sql
+
+    def row_accounting_sql(self, ctx: NormalizeContext) -> str:
+        """Cortex and daily-view rows, each kept or rejected by the filters of ``ctes``."""
+        con = duckdb.connect()
+        try:
+            return h.accounting_sql(self._selects(con, ctx), ctx.period)
+        finally:
+            con.close()
 
     def _selects(
         self, con: duckdb.DuckDBPyConnection, ctx: NormalizeContext
@@ -152,17 +199,19 @@ class SnowflakeUsageConnector(Connector):
         return {name: typ for name, typ, *_ in rows}
 
     def _check(
-        self, con: duckdb.DuckDBPyConnection, selects: dict[str, list[str]], period: Period
+        self, con: duckdb.DuckDBPyConnection, selects: dict[str, list[str]], ctx: NormalizeContext
     ) -> None:
         """Run the data checks; the first offending row, in file order, is the error."""
-        with_ = h.ctes(selects, period)
+        with_ = h.ctes(selects, ctx.period)
         for message, column, query in h.CHECKS:
             try:
                 bad = con.execute(
                     f"WITH {with_} SELECT * FROM ({query}) AS t(f, r, d) ORDER BY f, r LIMIT 1"
                 ).fetchone()
             except duckdb.Error as exc:
-                raise self.error(f"cannot read the unload: {exc}") from exc
+                raise self.error(
+                    f"cannot read the unload: {exc}", file=self.unreadable_file(ctx)
+                ) from exc
             if bad:
                 detail = f" ({bad[2]})" if bad[2] else ""
                 raise self.error(message + detail, file=bad[0], row=int(bad[1]), column=column)
@@ -177,9 +226,12 @@ class SnowflakeUsageConnector(Connector):
             h.RATES: "snowflake_rate_sheet_daily",
         }
         out = []
+        weighted = self._weighted_files(ctx)
         for rel in ctx.files:
             view = h.classify(rel)
             if view is not None:
-                sql = f"SELECT * FROM read_parquet({lit(ctx.file(rel))})"
+                # A pushdown file's LINE_COUNT is ours, not the view's: not schema drift.
+                cols = '* EXCLUDE ("LINE_COUNT")' if rel in weighted else "*"
+                sql = f"SELECT {cols} FROM read_parquet({lit(ctx.file(rel))})"
                 out.append(NativeRelation(suites[view], rel, sql))
         return out

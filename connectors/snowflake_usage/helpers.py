@@ -182,6 +182,14 @@ CHECKS: tuple[tuple[str, str, str], ...] = (
         "SELECT src_file, src_row, '' FROM daily WHERE USAGE_DATE IS NULL",
     ),
     (
+        # A damaged or hand-made unload can hold a date no timestamp can carry (year 323567):
+        # name it here rather than fail the whole query when the period's bounds are applied.
+        "USAGE_DATE is out of range",
+        "USAGE_DATE",
+        "SELECT src_file, src_row, CAST(USAGE_DATE AS VARCHAR) FROM daily "
+        "WHERE TRY_CAST(USAGE_DATE AS TIMESTAMP) IS NULL AND USAGE_DATE IS NOT NULL",
+    ),
+    (
         "USAGE_IN_CURRENCY is null or not a number",
         "USAGE_IN_CURRENCY",
         "SELECT src_file, src_row, '' FROM daily_in "
@@ -295,6 +303,21 @@ def _unit() -> str:
     return (
         "CASE RATING_TYPE WHEN 'compute' THEN 'Credits' WHEN 'storage' THEN 'TB' ELSE 'Units' END"
     )
+
+
+def accounting_sql(selects: Mapping[str, list[str]], period: Period) -> str:
+    """Rows of the two line-bearing views (the rate sheet is a price list, not lines), with
+    the reason ``ctes`` leaves a row out: another period, or the daily ai_services total that
+    the Cortex rows already price one by one."""
+    start, end = period.start.strftime("%Y-%m-%d"), period.end.strftime("%Y-%m-%d")
+    return f"""WITH {ctes(selects, period)}
+SELECT src_file, src_row, CASE WHEN NOT coalesce(start_utc >= TIMESTAMP '{start}'
+  AND start_utc < TIMESTAMP '{end}', false) THEN 'other period' END AS reason FROM cortex
+UNION ALL
+SELECT src_file, src_row, CASE WHEN NOT coalesce(USAGE_DATE >= DATE '{start}'
+  AND USAGE_DATE < DATE '{end}', false) THEN 'other period'
+  WHEN coalesce(USAGE_TYPE = '{AI_USAGE_TYPE}' AND NOT coalesce(IS_ADJUSTMENT, false), false)
+  THEN 'ai_services daily total (priced from the Cortex rows)' END FROM daily"""
 
 
 def normalize_sql(

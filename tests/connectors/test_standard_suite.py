@@ -434,6 +434,39 @@ class TestDatabricks(StandardSuite):
     )  # fmt: skip
 
 
+# -- the licensor's own usage log (probe usage) ---------------------------------------------------
+
+
+def _usage_write(root: Path, period: Period) -> Totals:
+    """A month of requests in two currencies, plus one from the month before (left out)."""
+    folder = root / "probes" / str(period)
+    folder.mkdir(parents=True, exist_ok=True)
+    start = period.start
+    rows = [
+        f"r-{period}-{i},{(start + timedelta(hours=i)).isoformat()},llama-3.3-70b,"
+        f"output_tokens,{1000 * (i + 1)},{cost},{ccy}"
+        for i, (cost, ccy) in enumerate(
+            [("0.000000000001", "USD"), ("12.34", "usd"), ("7.5", "EUR"), ("-1.25", "")]
+        )
+    ]
+    rows.append(f"r-{period}-early,{(start - timedelta(hours=1)).isoformat()},llama-3.3-70b,"
+                "output_tokens,5,99,USD")  # fmt: skip
+    header = "request_id,timestamp,model_id,unit,tokens,cost,currency"
+    (folder / "log.csv").write_text("\n".join([header, *rows]) + "\n")
+    return {"USD": Decimal("11.090000000001"), "EUR": Decimal("7.5")}
+
+
+def _usage_spoil(root: Path, period: Period) -> None:
+    _spoil_csv_gz(root / "probes" / str(period) / "log.csv", 3, "tokens", "12,5")
+
+
+class TestUsageLog(StandardSuite):
+    case = ConnectorCase(
+        "usage_log", {"path": "probes"}, _usage_write, OCT, NOV, _usage_spoil,
+        bad_column="tokens", bad_row=3,
+    )  # fmt: skip
+
+
 # -- every registered connector is covered ------------------------------------------------------
 
 
