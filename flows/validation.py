@@ -219,8 +219,10 @@ def summary_markdown(outcomes: list[PartnerOutcome], data_docs: str | None) -> s
 def finish(outcomes: list[PartnerOutcome], paths: RunPaths, run_id: str) -> Path | None:
     """Build the run's Data Docs once (not per file) and publish the quality artifacts."""
     index = build_data_docs(paths.data_docs)
+    # Name the index where it will be once the run folder is renamed into place.
+    shown = paths.final / index.relative_to(paths.root) if index else None
     create_markdown_artifact(
-        summary_markdown(outcomes, str(index) if index else None),
+        summary_markdown(outcomes, str(shown) if shown else None),
         key="data-quality",
         description=f"Run {run_id}: data-quality summary",
     )

@@ -10,6 +10,11 @@ injection: in the workbook every text cell is a string cell with Excel's quote-p
 exists, text starting with ``= + - @``, tab or CR gets a leading apostrophe (OWASP's advice).
 Money cells are real numbers, rounded half-even to the currency's minor unit, with a currency
 number format; every total is the sum of the rounded rows it sums.
+
+A packet's supporting lines can run to hundreds of thousands: ``supporting_lines.csv`` is built
+column by column in Arrow and written by DuckDB (no Python loop over lines), and the workbook's
+"Supporting lines" sheet shows only the first ``SHEET_LINES`` of them, then a note pointing to
+the CSV, which always has every line.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from openpyxl import Workbook
@@ -30,11 +36,15 @@ from openpyxl.utils import get_column_letter
 
 from revshare.discrepancies import MATCHED, TITLES
 from revshare.money import add, excel_format, rounded
+from revshare.sqlutil import lit
 
 #: Leading characters that make Excel, LibreOffice or Sheets read a cell as a formula.
 FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r", "\n")
-#: Excel's row limit, less the header; the CSV always has every line.
-MAX_SHEET_ROWS = 1_048_575
+#: Supporting lines shown per partner in the workbook (a sheet is for reading, and openpyxl
+#: writes about 10,000 rows a second); supporting_lines.csv always has every line.
+SHEET_LINES = 10_000
+#: The same leads as a regular expression, for Arrow and DuckDB (``-`` escaped in the class).
+_LEAD_RE = "^ *[" + "".join("\\" + c if c in "-" else c for c in FORMULA_LEAD) + "]"
 
 _HEAD_FONT, _TOTAL_FONT = Font(bold=True), Font(bold=True)
 _HEAD_FILL = PatternFill("solid", fgColor="F4F6F9")
@@ -45,16 +55,19 @@ def neutralize(text: str) -> str:
     return "'" + text if text.lstrip(" ").startswith(FORMULA_LEAD) else text
 
 
+def _neutralized(col: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """A text column with ``neutralize`` applied to every cell, in Arrow."""
+    hit = pc.fill_null(pc.match_substring_regex(col, _LEAD_RE), False)
+    return pc.if_else(hit, pc.binary_join_element_wise("'", col, ""), col)
+
+
 def neutralized_table(table: pa.Table) -> pa.Table:
     """The same table with every text cell neutralized as ``neutralize`` does, column by column
     in Arrow (the results CSVs can hold every line of a month); numbers stay numbers."""
-    lead = "^ *[" + "".join("\\" + c if c in "-" else c for c in FORMULA_LEAD) + "]"
-    cols = []
-    for col in table.columns:
-        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-            hit = pc.fill_null(pc.match_substring_regex(col, lead), False)
-            col = pc.if_else(hit, pc.binary_join_element_wise("'", col, ""), col)
-        cols.append(col)
+    cols = [
+        _neutralized(c) if pa.types.is_string(c.type) or pa.types.is_large_string(c.type) else c
+        for c in table.columns
+    ]
     return pa.Table.from_arrays(cols, schema=table.schema)
 
 
@@ -191,6 +204,47 @@ def _write_csv(path: Path, columns: list[tuple[str, str, str]], rows: Iterable[d
     tmp.replace(path)
 
 
+def _csv_column(col: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
+    """One supporting-line column as ``_csv_cell(_value(...))`` renders it, in Arrow: text
+    neutralized (empty text and null both an empty cell), ``qty`` half-even to whole units,
+    ``exact`` half-even to 6 decimals without trailing zeros; ints and dates as they are."""
+    if kind == "text":
+        col = _neutralized(col.cast(pa.string()))
+        return pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
+    if kind not in ("qty", "exact") or not pa.types.is_decimal(col.type):
+        return col
+    places = 0 if kind == "qty" else 6
+    col = pc.round(col, ndigits=places, round_mode="half_to_even")
+    col = col.cast(pa.decimal128(38, places))
+    if kind == "qty":
+        return col
+    # Decimal.normalize(): "1.500000" -> "1.5", "100.000000" -> "100", "0.000000" -> "0".
+    text = pc.replace_substring_regex(col.cast(pa.string()), "0+$", "")
+    return pc.replace_substring_regex(text, "\\.$", "")
+
+
+def _write_lines_csv(path: Path, part: pa.Table) -> None:
+    """``supporting_lines.csv`` from the partner's lines (already with ``type_title``), in the
+    same cells, order and CRLF line ends as the ``csv`` module writes; via a temporary name."""
+    cols = [
+        _csv_column(part[key], kind) if key in part.column_names else pa.nulls(part.num_rows)
+        for _, key, kind in LINE_COLUMNS
+    ]
+    table = pa.Table.from_arrays(cols, names=[h for h, _, _ in LINE_COLUMNS])
+    tmp = path.with_name(f".{path.name}.tmp")
+    con = duckdb.connect()
+    try:
+        con.execute("SET preserve_insertion_order = true")  # the rows in the sheet's order
+        con.register("lines", table)
+        con.execute(
+            f"COPY (SELECT * FROM lines) TO {lit(tmp)} "
+            "(HEADER, DELIMITER ',', QUOTE '\"', NEW_LINE '\\r\\n')"
+        )
+    finally:
+        con.close()
+    tmp.replace(path)
+
+
 def by_type(rows: list[dict], ccy: str) -> list[dict]:
     """The partner's grain rows summed per discrepancy type (matched: within tolerance); the
     sum of the returned amounts is the partner's net variance."""
@@ -206,11 +260,22 @@ def by_type(rows: list[dict], ccy: str) -> list[dict]:
     ]  # fmt: skip
 
 
-def _partner_lines(lines: pa.Table | None, ids: list[str]) -> Iterator[dict]:
-    if lines is None or not lines.num_rows:
-        return
-    mask = pc.is_in(lines["discrepancy_id"], value_set=pa.array(ids, pa.string()))
-    for batch in lines.filter(mask).to_batches(max_chunksize=10_000):
+def _partner_lines(lines: pa.Table | None, titles: dict[str, str]) -> pa.Table:
+    """The lines behind these discrepancies, in the input's order, with ``type_title``."""
+    if lines is None:
+        empty = {k: pa.array([], pa.string()) for _, k, _ in LINE_COLUMNS}
+        return pa.table(empty)
+    ids = pa.array(sorted(titles), pa.string())
+    part = lines.filter(pc.is_in(lines["discrepancy_id"], value_set=ids))
+    names = pa.array([titles[i] for i in ids.to_pylist()], pa.string())
+    title = pc.take(names, pc.index_in(part["discrepancy_id"], value_set=ids))
+    if "type_title" in part.column_names:
+        part = part.drop_columns(["type_title"])
+    return part.append_column("type_title", title)
+
+
+def _sheet_rows(part: pa.Table) -> Iterator[dict]:
+    for batch in part.slice(0, SHEET_LINES).to_batches(max_chunksize=SHEET_LINES):
         yield from batch.to_pylist()
 
 
@@ -265,27 +330,24 @@ def write_packet(
 
     support = _Sheet(wb, "Supporting lines", LINE_COLUMNS)
     support.start()
-    written = total = 0
-    ids = sorted(titles)
-    for line in _partner_lines(lines, ids):
-        total += 1
-        if written < MAX_SHEET_ROWS:
-            support.add({**line, "type_title": titles[line["discrepancy_id"]]})
-            written += 1
+    part = _partner_lines(lines, titles)
+    written, total = 0, part.num_rows
+    for line in _sheet_rows(part):
+        support.add(line)
+        written += 1
     support.close_filter()
     if written < total:
-        support.ws.append([support.text(f"{total - written} more lines in supporting_lines.csv")])
+        support.ws.append([support.text(
+            f"{total - written:,} more lines not shown here: all {total:,} lines are in "
+            "supporting_lines.csv"
+        )])  # fmt: skip
 
     xlsx = folder / f"dispute_{period}_{pid}.xlsx"
     tmp = xlsx.with_name(f".{xlsx.name}.tmp")
     wb.save(tmp)
     tmp.replace(xlsx)
     _write_csv(folder / "discrepancies.csv", DISC_COLUMNS, disc)
-    _write_csv(
-        folder / "supporting_lines.csv",
-        LINE_COLUMNS,
-        ({**r, "type_title": titles[r["discrepancy_id"]]} for r in _partner_lines(lines, ids)),
-    )
+    _write_lines_csv(folder / "supporting_lines.csv", part)
     return [xlsx, folder / "discrepancies.csv", folder / "supporting_lines.csv"]
 
 

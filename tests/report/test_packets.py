@@ -13,7 +13,7 @@ import openpyxl
 import pyarrow as pa
 import pytest
 
-from revshare.packets import neutralize, write_packet
+from revshare.packets import SHEET_LINES, neutralize, write_packet
 from revshare.report import partner_figures
 from tests.report.conftest import PLANTED, Runs
 
@@ -129,3 +129,40 @@ def test_neutralize() -> None:
     assert neutralize("  +SUM(1)") == "'  +SUM(1)"
     assert neutralize("@x") == "'@x" and neutralize("\tx") == "'\tx" and neutralize("\rx") == "'\rx"
     assert neutralize("llama-3.1-8b") == "llama-3.1-8b"
+
+
+def test_sheet_is_capped_and_the_csv_has_every_line(tmp_path: Path) -> None:
+    """Over the cap the sheet shows SHEET_LINES lines in order and a note; the CSV (written by
+    DuckDB) has every line, formula-like SKUs neutralized, amounts rounded as numbers."""
+    grain = [
+        {"partner": "acme", "period": "2026-10", "type": "unmapped_sku", "sku": HOSTILE_SKU,
+         "currency": "USD", "billed_revenue": Decimal(1), "expected_share": Decimal(1),
+         "reported_share": None, "amount": Decimal(-1), "discrepancy_id": "d1"},
+    ]  # fmt: skip
+    n = SHEET_LINES + 3
+    lines = pa.table({
+        "discrepancy_id": ["d1"] * n + ["other"], "side": ["billing"] * (n + 1),
+        "source_row": list(range(1, n + 2)),
+        "sku": [HOSTILE_SKU if i % 2 else "sku-a" for i in range(n + 1)],
+        "tokens": pa.array([Decimal("2.5")] * (n + 1), pa.decimal128(38, 12)),
+        "amount": pa.array([Decimal("-1.23456750")] * (n + 1), pa.decimal128(38, 12)),
+        "currency": ["USD"] * (n + 1),
+    })  # fmt: skip
+    partner = partner_figures(grain, [_Outcome()])[0]
+    xlsx, _, csv_path = write_packet(tmp_path, period="2026-10", run_id="r", partner=partner,
+                                     grain=grain, lines=lines)  # fmt: skip
+    wb = openpyxl.load_workbook(xlsx, read_only=True)
+    rows = list(wb["Supporting lines"].iter_rows(values_only=True))
+    assert len(rows) == 1 + SHEET_LINES + 1  # header, the capped lines, the note
+    assert [r[5] for r in rows[1:-1]] == list(range(1, SHEET_LINES + 1))  # input order
+    note = "3 more lines not shown here: all 10,003 lines are in supporting_lines.csv"
+    assert rows[-1][0] == note
+    with csv_path.open(newline="") as f:
+        body = list(csv.DictReader(f))
+    assert [int(r["Row"]) for r in body] == list(range(1, n + 1))  # not the other partner's
+    assert {r["SKU"] for r in body} == {"'" + HOSTILE_SKU, "sku-a"}
+    assert {(r["Tokens"], r["Amount"], r["Type"]) for r in body} == {
+        ("2", "-1.234568", "Unmapped SKU")  # half-even; a negative amount stays a number
+    }
+    assert csv_path.read_bytes().startswith(b"Discrepancy id,Type,Side,Snapshot,File,Row,")
+    assert not list(csv_path.parent.glob(".*.tmp"))
