@@ -23,7 +23,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from revshare import ledger
+from revshare import ledger, ledger_reads
 
 #: How long a second run waits for the first before failing (seconds).
 DEFAULT_TIMEOUT = float(os.environ.get("REVSHARE_LOCK_TIMEOUT_SECONDS", "900"))
@@ -120,7 +120,7 @@ def partition_locks(
 def sweep_interrupted(home: Path, warehouse: Path, now: datetime | None = None) -> list[str]:
     """Mark ``interrupted`` every run the ledger shows ``running`` that holds no lock any
     more: its process was killed or crashed before publishing. Returns their ids."""
-    running = ledger.running_runs(warehouse)
+    running = ledger_reads.running_runs(warehouse)
     if not running:
         return []
     live = live_runs(home)

@@ -21,7 +21,7 @@ from prefect.artifacts import (
 )
 
 from flows.locks import sweep_interrupted
-from revshare import ledger
+from revshare import ledger, ledger_reads
 from revshare import notify as notify_mod
 from revshare.config import Settings
 from revshare.outcome import PartnerOutcome
@@ -78,7 +78,7 @@ def _changes(
     rows = pq.read_table(path).to_pylist()
     out = []
     for partner in sorted({r["partner"] for r in rows}):
-        prev = ledger.previous_discrepancies(settings.warehouse_path, period, partner, run_id)
+        prev = ledger_reads.previous_discrepancies(settings.warehouse_path, period, partner, run_id)
         mine = [r for r in rows if r["partner"] == partner]
         out += notify_mod.material_changes(mine, prev, config)
     return out

@@ -21,9 +21,10 @@ and the data folder must be one shared file system for every worker (docs/scalin
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -58,16 +59,13 @@ class Timed:
     where: str
 
 
-def _timed(
-    pid: str,
-    config: Config,
-    settings: Settings,
-    period: Period,
-    paths: RunPaths,
-    pull: extraction.Pull,
-) -> Timed:
+#: ``process_partner`` with every argument but the partner bound (``run_partners``).
+Work = Callable[[str], PartnerRun]
+
+
+def _timed(work: Work, pid: str) -> Timed:
     t0 = time.monotonic()
-    run = process_partner(pid, config, settings, period, paths, pull)
+    run = work(pid)
     where = f"{os.getpid()}@{os.uname().nodename}"
     return Timed(run, round(time.monotonic() - t0, 3), where)
 
@@ -86,16 +84,11 @@ class Sealed:
 
 
 @task(name="partner", cache_policy=NO_CACHE)
-def partner_task(
-    pid: str,
-    config: Sealed,
-    settings: Settings,
-    period: Period,
-    paths: RunPaths,
-    pull: extraction.Pull,
-) -> Timed:
-    """One partner's month as a task a Dask worker runs (its inner tasks run there too)."""
-    return _timed(pid, config.value, settings, period, paths, pull)
+def partner_task(pid: str, work: Sealed) -> Timed:
+    """One partner's month as a task a Dask worker runs (its inner tasks run there too).
+    ``work`` holds the bound ``process_partner``: the config inside must not be walked, and
+    the arguments are named once, where they are bound."""
+    return _timed(work.value, pid)
 
 
 @contextmanager
@@ -123,23 +116,15 @@ def run_partners(
 ) -> list[Timed]:
     """Every partner's month, in ``partners`` order whatever order they finish in."""
     rs = rs or RunnerSettings()
+    # process_partner's arguments, bound once by name (the partner is the one left open).
+    work: Work = functools.partial(
+        process_partner, config=config, settings=settings, period=period, paths=paths, pull=pull
+    )
     if rs.task_runner == "local":
-        return [_timed(pid, config, settings, period, paths, pull) for pid in partners]
+        return [_timed(work, pid) for pid in partners]
     with _dask(rs) as runner:
-        futures = [
-            runner.submit(
-                partner_task,
-                {
-                    "pid": pid,
-                    "config": Sealed(config),
-                    "settings": settings,
-                    "period": period,
-                    "paths": paths,
-                    "pull": pull,
-                },
-            )
-            for pid in partners
-        ]
+        sealed = Sealed(work)
+        futures = [runner.submit(partner_task, {"pid": pid, "work": sealed}) for pid in partners]
         runs = [f.result() for f in futures]
     log = get_run_logger()
     for pid, timed in zip(partners, runs, strict=True):

@@ -70,6 +70,8 @@ def generate(
 
 
 def _print_summary(result: dict) -> None:
+    from revshare.report import NO_BILLING
+
     t = Table(title=f"Run {result['run_id']} — {result['status']}")
     for col in (
         "partner",
@@ -86,7 +88,9 @@ def _print_summary(result: dict) -> None:
         t.add_row(
             p["partner"],
             p["status"],
-            f"{p.get('billed_revenue', '—')} {ccy}",
+            NO_BILLING
+            if ccy and p.get("billed_revenue") is None
+            else f"{p.get('billed_revenue', '—')} {ccy}",
             str(p.get("expected_share", "—")),
             str(p.get("reported_share", "—")),
             str(p.get("net_variance", "—")),
@@ -232,11 +236,11 @@ def runs_list(
     """Recorded runs, newest first (dry runs write no ledger and are not listed). A run shown
     ``running`` whose process is gone (it holds no lock) is marked ``interrupted`` first."""
     from flows.locks import sweep_interrupted
-    from revshare import ledger
+    from revshare import ledger_reads
 
     settings = Settings()
     sweep_interrupted(settings.home, settings.warehouse_path)
-    rows = ledger.list_runs(settings.warehouse_path, period, limit)
+    rows = ledger_reads.list_runs(settings.warehouse_path, period, limit)
     if not rows:
         console.print("no runs recorded")
         return
@@ -299,12 +303,13 @@ def runs_show(
     """One run: parameters, snapshots used, outcome per partner, timings, report."""
     import json
 
-    from revshare import ledger
+    from revshare import ledger_reads
 
-    run = ledger.show_run(Settings().warehouse_path, run_id)
-    if run is None:
-        console.print(f"[red]no single recorded run matches {run_id!r}[/red]")
-        raise typer.Exit(1)
+    try:
+        run = ledger_reads.show_run(Settings().warehouse_path, run_id)
+    except KeyError as exc:
+        console.print(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(run, indent=1, default=str))
         return

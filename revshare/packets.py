@@ -36,6 +36,7 @@ from openpyxl.utils import get_column_letter
 
 from revshare.discrepancies import MATCHED, TITLES
 from revshare.money import add, excel_format, rounded
+from revshare.report import NO_BILLING
 from revshare.sqlutil import lit
 
 #: Leading characters that make Excel, LibreOffice or Sheets read a cell as a formula.
@@ -299,7 +300,8 @@ def write_packet(
     figures = [
         ("Partner", f"{partner['name']} ({pid})", "text"), ("Period", period, "text"),
         ("Run", run_id, "text"), ("Currency", ccy, "text"),
-        ("Billed revenue", partner["billed_revenue"], "money"),
+        ("Billed revenue", NO_BILLING if partner["billed_revenue"] is None
+         else partner["billed_revenue"], "money"),
         ("Expected share", partner["expected_share"], "money"),
         ("Reported share", partner["reported_share"], "money"),
         ("Net variance (reported − expected)", partner["amount"], "money"),

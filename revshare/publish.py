@@ -19,14 +19,14 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from revshare import __version__, ledger, packets
+from revshare import __version__, ledger, ledger_reads, packets
 from revshare.config import Config
 from revshare.db import connect
 from revshare.discrepancies import MATCHED, TITLES
 from revshare.outcome import PartnerOutcome
 from revshare.periods import Period
 from revshare.reconcile import PartnerResult
-from revshare.report import partner_figures, render_report, software_versions
+from revshare.report import NO_BILLING, partner_figures, render_report, software_versions
 from revshare.runs import RunPaths
 
 #: Lines per discrepancy shown in the HTML report; all of them are in the Parquet file.
@@ -78,12 +78,17 @@ def _checks(results: list[PartnerResult]) -> list[dict]:
 
 
 def partner_summary(grain: pa.Table | None, outcomes: list[PartnerOutcome]) -> list[dict]:
+    """Exact totals per partner (markdown summary, the flow's result). Billed revenue is NULL
+    for a partner none of whose rows was held to a billing export (``basis`` 'statement'):
+    it has no billing export, which is not a billed revenue of zero."""
     totals: dict[str, dict] = {}
     if grain is not None and grain.num_rows:
         con = connect()
         con.register("g", grain)
         for r in con.execute(f"""
-            SELECT partner, min(currency), sum(coalesce(billed_revenue, 0)),
+            SELECT partner, min(currency),
+              sum(CASE WHEN basis IS DISTINCT FROM 'statement'
+                       THEN coalesce(billed_revenue, 0) END),
               sum(expected_share), sum(coalesce(reported_share, 0)), sum(amount),
               count(*) FILTER (WHERE type <> '{MATCHED}'),
               sum(abs(amount)) FILTER (WHERE type <> '{MATCHED}')
@@ -166,7 +171,7 @@ def publish(
     meta["software"] = software_versions()
     grain_rows = grain.to_pylist() if grain is not None else []
     # The trend reads the warehouse even in a dry run (read-only); it sits beside runs/.
-    history = ledger.partner_history(
+    history = ledger_reads.partner_history(
         warehouse or paths.root.parent.parent / "warehouse.duckdb",
         str(period),
         [r.partner for r in results],
@@ -306,8 +311,11 @@ def _markdown(meta: dict, summary: list[dict], disc: list[dict], report: Path) -
             "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
     for s in summary:
         ccy = s.get("currency") or ""
+        billed = f"{present(s.get('billed_revenue'))} {ccy}"
+        if ccy and s.get("billed_revenue") is None:
+            billed = NO_BILLING
         head.append(
-            f"| {s['partner']} | {s['status']} | {present(s.get('billed_revenue'))} {ccy} | "
+            f"| {s['partner']} | {s['status']} | {billed} | "
             f"{present(s.get('expected_share'))} | {present(s.get('reported_share'))} | "
             f"{present(s.get('net_variance'))} | {s.get('discrepancies', '')} |"
         )

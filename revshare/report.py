@@ -38,8 +38,14 @@ def _missing(x: object) -> bool:
     return x is None or isinstance(x, Undefined)
 
 
-def money_html(x: Decimal | None, currency: str | None = "", places: int | None = None) -> Markup:
-    """A figure in a span: negatives carry the minus sign, a colour and the class ``neg``."""
+def money_html(
+    x: Decimal | None, currency: str | None = "", places: int | None = None, missing: str = ""
+) -> Markup:
+    """A figure in a span: negatives carry the minus sign, a colour and the class ``neg``.
+    A figure given as NULL reads ``missing`` where one is named ("no billing export"); a
+    figure absent altogether (a partner not reconciled) reads "—"."""
+    if x is None and missing:
+        return Markup('<span class="meta">{}</span>').format(missing)
     if _missing(x):
         return Markup("—")
     text = fmt_money(x, currency or None, places)
@@ -53,7 +59,10 @@ def qty(x: Decimal | int | None) -> str:
 
 _env.filters["money"] = money_html
 _env.filters["qty"] = qty
-_env.filters["r"] = lambda x, ccy=None, places=None: str(rounded(x, ccy or None, places))
+# data-v: the exact rounded figure, empty where there is none (never a made-up 0)
+_env.filters["r"] = lambda x, ccy=None, places=None: (
+    "" if _missing(x) else str(rounded(x, ccy or None, places))
+)
 
 
 def software_versions() -> dict[str, str]:
@@ -77,10 +86,26 @@ def label(row: dict) -> str:
 
 
 _FIELDS = ("billed_revenue", "expected_share", "reported_share", "amount")
+#: Figures that exist only where a billing export does: NULL (None), never 0, for rows held
+#: to the statement alone (``basis`` 'statement'), so no headline reads "0.00 billed".
+BILLED = ("billed_revenue",)
+#: How a NULL billed figure reads wherever a summary shows it (report, markdown, packets).
+NO_BILLING = "no billing export"
+
+
+def billed(rows: Iterable[dict], field: str, ccy: str | None) -> Decimal | None:
+    """The displayed total of a billed figure over ``rows``: None when none of them was held
+    to a billing export. A billing row without the figure (a model missing from billing)
+    counts as zero: its export exists and has nothing for it."""
+    values = [r.get(field) for r in rows if r.get("basis") != "statement"]
+    return add(values, ccy) if values else None
 
 
 def _sums(rows: list[dict], ccy: str) -> dict:
-    return {f: add((r.get(f) for r in rows), ccy) for f in _FIELDS}
+    return {
+        f: billed(rows, f, ccy) if f in BILLED else add((r.get(f) for r in rows), ccy)
+        for f in _FIELDS
+    }
 
 
 def partner_figures(grain: list[dict], outcomes: Iterable) -> list[dict]:
@@ -107,21 +132,30 @@ def partner_figures(grain: list[dict], outcomes: Iterable) -> list[dict]:
             }
             # The headline is the sum of the model rows shown under it, by construction.
             for f in _FIELDS:
-                assert entry[f] == sum((m[f] for m in entry["models"]), Decimal(0))
+                shown = [m[f] for m in entry["models"] if m[f] is not None]
+                assert entry[f] == (sum(shown, Decimal(0)) if shown else None)
         out.append(entry)
     return out
 
 
 def currency_totals(partners: list[dict], fields: Iterable[str]) -> list[dict]:
-    """Per currency, the sum of each partner figure shown (never mixed across currencies)."""
+    """Per currency, the sum of each partner figure shown (never mixed across currencies).
+
+    A partner without a billing export adds nothing to a billed total and is named in
+    ``no_billing``, for the total to say so; with none billed the total is None too."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for p in partners:
         if p.get("currency"):
             groups[p["currency"]].append(p)
-    return [
-        {"currency": c, **{f: sum((p[f] for p in ps), Decimal(0)) for f in fields}}
-        for c, ps in sorted(groups.items())
-    ]
+    out = []
+    for c, ps in sorted(groups.items()):
+        missing = [p["partner"] for p in ps if p.get("billed_revenue") is None]
+        row: dict = {"currency": c, "no_billing": missing}
+        for f in fields:
+            shown = [p[f] for p in ps if p[f] is not None]
+            row[f] = sum(shown, Decimal(0)) if shown or f not in BILLED else None
+        out.append(row)
+    return out
 
 
 def variance_charts(partners: list[dict]) -> list[dict]:
@@ -173,7 +207,7 @@ def render_report(
     *, grain: list[dict], outcomes: list, history: list[dict], meta: dict, **context: object
 ) -> str:
     """Render the report. ``grain`` is every reconciled row (matched or not), ``history`` the
-    ledger's rows for earlier periods (``ledger.partner_history``)."""
+    ledger's rows for earlier periods (``ledger_reads.partner_history``)."""
     partners = partner_figures(grain, outcomes)
     disc = context.get("discrepancies") or []
     fields = ("billed_revenue", "expected_share", "reported_share", "amount", "at_stake")
@@ -187,6 +221,8 @@ def render_report(
         trend=trend(history, grain, meta["period"]),
         locale=locale_name(),
         titles=TITLES,
+        billed_fields=BILLED,
+        no_billing=NO_BILLING,
         escape=escape,
         **context,
     )

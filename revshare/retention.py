@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 from pydantic import Field
 
-from revshare import ledger
+from revshare import ledger_reads
 from revshare.config import Settings
 from revshare.runs import RUN_ID, partial_run_id
 from revshare.strict import Strict
@@ -94,7 +94,7 @@ def _kept_runs(
     by_period: dict[str, list[str]] = {}
     for rid in {*status, *folder_ids}:
         by_period.setdefault(rid[:7], []).append(rid)
-    kept = {r["run_id"] for r in runs if r["marked"] or r["status"] == ledger.RUNNING}
+    kept = {r["run_id"] for r in runs if r["marked"] or r["status"] == ledger_reads.RUNNING}
     kept |= live
     for ids in by_period.values():
         ids.sort(reverse=True)  # a run id starts with its period and UTC start time
@@ -154,7 +154,7 @@ def plan(
     """Decide what may be removed. ``live``: run id -> (period, partner) pairs it is working
     on, from the lock files (``flows.locks.live_runs``); those are never touched."""
     now = time.time() if now is None else now
-    runs, sources = ledger.retention_inputs(warehouse)
+    runs, sources = ledger_reads.retention_inputs(warehouse)
     folders = {p.name: p for p in _children(runs_dir) if RUN_ID.match(p.name) and p.is_dir()}
     kept = _kept_runs(runs, folders, cfg, set(live))
     out = Plan(kept_runs=kept)

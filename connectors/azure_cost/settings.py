@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 from typing import Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from connectors.base import ConnectorSettings
+from connectors.settings_common import AccountUrl, EnvName
 
 # Azure export names: letters, digits, '-' and '_' (the portal refuses anything else). Checked
 # here because the name becomes a folder we look into.
@@ -26,7 +26,6 @@ _EXPORT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 # Azure container names: 3-63 characters, lowercase letters, digits and single hyphens, starting
 # and ending with a letter or digit (learn.microsoft.com, "Naming and referencing containers").
 _CONTAINER = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REMOTE_FIELDS = ("connection_string_env", "account_url", "sas_token_env")
 
 
@@ -42,11 +41,11 @@ class AzureCostSettings(ConnectorSettings):
     #: Remote mode: the Blob Storage container the export writes to.
     container: str | None = None
     #: Name of the environment variable holding a storage connection string.
-    connection_string_env: str | None = None
+    connection_string_env: EnvName | None = None
     #: Blob endpoint, e.g. https://ACCOUNT.blob.core.windows.net (used with ``sas_token_env``).
-    account_url: str | None = None
+    account_url: AccountUrl | None = None
     #: Name of the environment variable holding a SAS token (read + list on the container).
-    sas_token_env: str | None = None
+    sas_token_env: EnvName | None = None
     #: Calls per request when the service answers with a transient error (5xx, 429, timeouts).
     retry_attempts: int = Field(default=5, ge=1, le=20)
     #: First backoff delay in seconds; doubles per attempt (capped at 8 s), with jitter.
@@ -78,29 +77,6 @@ class AzureCostSettings(ConnectorSettings):
                 "digits and single hyphens, starting and ending with a letter or digit)"
             )
         return v
-
-    @field_validator("connection_string_env", "sas_token_env")
-    @classmethod
-    def _env_name(cls, v: str | None) -> str | None:
-        if v is not None and not _ENV_NAME.match(v):
-            raise ValueError(f"expected the NAME of an environment variable, got {v!r}")
-        return v
-
-    @field_validator("account_url")
-    @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        u = urlsplit(v)
-        if u.scheme not in ("http", "https") or not u.netloc:
-            raise ValueError(f"account_url must be an http(s) URL, got {v!r}")
-        # A SAS pasted into the URL would be a secret in YAML; credentials belong in env vars.
-        if u.query or u.fragment or "@" in u.netloc:
-            raise ValueError(
-                "account_url must not carry a query, fragment or user info: put the SAS "
-                "token in the variable named by sas_token_env"
-            )
-        return v.rstrip("/")
 
     @model_validator(mode="after")
     def _mode(self) -> AzureCostSettings:

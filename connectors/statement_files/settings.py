@@ -24,6 +24,7 @@ from pydantic import field_validator, model_validator
 
 from connectors.aws_cur2.s3config import S3Options, parse_s3_uri
 from connectors.base import ConnectorSettings
+from connectors.settings_common import AccountUrl, EnvName
 
 SCHEMES = ("s3", "gs", "az", "sftp")
 # GCS bucket names: 3-63 characters of lowercase letters, digits, '-', '_' and '.', starting
@@ -33,7 +34,6 @@ _GCS_BUCKET = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
 _CONTAINER = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
 _HOST = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 _USER = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Printable, no backslash: a prefix becomes both a remote key prefix and a local path.
 _SEGMENT = re.compile(r"^[^\x00-\x1f\x7f\\]+$")
 
@@ -133,51 +133,27 @@ class StatementFilesSettings(ConnectorSettings, S3Options):
     #: GCS: the project to bill requests to (default: the credentials' project).
     project: str | None = None
     #: Azure: name of the environment variable holding a storage connection string.
-    connection_string_env: str | None = None
+    connection_string_env: EnvName | None = None
     #: Azure: blob endpoint, e.g. https://ACCOUNT.blob.core.windows.net (with ``sas_token_env``).
-    account_url: str | None = None
+    account_url: AccountUrl | None = None
     #: Azure: name of the environment variable holding a SAS token (read + list).
-    sas_token_env: str | None = None
+    sas_token_env: EnvName | None = None
     #: SFTP: known_hosts file holding the server's host key (required: no key, no connection).
     known_hosts: str | None = None
     #: SFTP: name of the environment variable holding the private key (OpenSSH or PEM text).
-    private_key_env: str | None = None
+    private_key_env: EnvName | None = None
     #: SFTP: path of the private key file (the file is the secret; its path is not).
     private_key_path: str | None = None
     #: SFTP: name of the environment variable holding the private key's passphrase.
-    passphrase_env: str | None = None
+    passphrase_env: EnvName | None = None
     #: SFTP: name of the environment variable holding the password.
-    password_env: str | None = None
+    password_env: EnvName | None = None
 
     @field_validator("path")
     @classmethod
     def _path(cls, v: str) -> str:
         parse_location(v)
         return v
-
-    @field_validator(
-        "connection_string_env", "sas_token_env", "private_key_env", "passphrase_env",
-        "password_env",
-    )  # fmt: skip
-    @classmethod
-    def _env_name(cls, v: str | None) -> str | None:
-        if v is not None and not _ENV_NAME.match(v):
-            raise ValueError("expected the NAME of an environment variable")
-        return v
-
-    @field_validator("account_url")
-    @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        u = urlsplit(v)
-        if u.scheme not in ("http", "https") or not u.netloc:
-            raise ValueError("account_url must be an http(s) URL")
-        if u.query or u.fragment or "@" in u.netloc:
-            raise ValueError(
-                "account_url must not carry a SAS token or user info: use sas_token_env"
-            )
-        return v.rstrip("/")
 
     # Same name as S3Options' validator, so it replaces it: the rule is per scheme here.
     @model_validator(mode="after")

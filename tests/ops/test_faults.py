@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from revshare import ledger
+from revshare import ledger_reads
 from revshare.config import Settings, load_config
 from revshare.generate import generate
 from revshare.periods import Period
@@ -112,7 +112,7 @@ def _check_quarantined(summary: dict, error: str, call: str) -> str:
     assert f"S3 {call} s3://{BUCKET}/{PREFIX}/" in reason
     assert f"failed after {ATTEMPTS} attempt(s): {error}" in reason
     # The ledger records the same reason for the source; nothing of the failed pull landed.
-    run = ledger.show_run(Settings().warehouse_path, summary["run_id"])
+    run = ledger_reads.show_run(Settings().warehouse_path, summary["run_id"])
     src = {(s["partner"], s["kind"]): s for s in run["sources"]}
     assert src[("aws", "billing")]["status"] == "quarantined"
     assert src[("aws", "billing")]["reason"] == reason

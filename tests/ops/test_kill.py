@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from flows.locks import live_runs
-from revshare import ledger
+from revshare import ledger_reads
 from revshare.config import load_config
 from revshare.generate import generate
 from revshare.periods import Period
@@ -143,7 +143,7 @@ def test_killed_run_leaves_nothing_visible_and_rerun_matches(
         if snap.is_dir() and not snap.name.startswith("."):
             assert (snap / "_SNAPSHOT.json").is_file(), snap
     wh = home / "warehouse.duckdb"
-    assert [r["status"] for r in ledger.list_runs(wh)] == ["running"]
+    assert [r["status"] for r in ledger_reads.list_runs(wh)] == ["running"]
     # Its lock files are still there, naming it, but nobody holds them.
     assert (home / "locks" / PERIOD / "aws.lock").read_text().count(killed) == 1
     assert live_runs(home) == {}
@@ -151,7 +151,7 @@ def test_killed_run_leaves_nothing_visible_and_rerun_matches(
     listed = Proc(["runs", "list"], _env(data, home))
     assert listed.finish(120) == 0, listed.output
     assert "interrupted" in listed.output and killed[:20] in listed.output
-    assert ledger.show_run(wh, killed)["status"] == "interrupted"
+    assert ledger_reads.show_run(wh, killed)["status"] == "interrupted"
 
     # The rerun is not blocked by the dead run's locks and completes.
     from flows.reconcile import reconcile_period
@@ -163,8 +163,8 @@ def test_killed_run_leaves_nothing_visible_and_rerun_matches(
     rerun = reconcile_period(period=PERIOD, partners=CLOUDS)
     assert time.monotonic() - t0 < 300
     assert rerun["status"] == "completed"
-    assert ledger.show_run(wh, rerun["run_id"])["timings"]["lock_wait"] < 5
-    assert [r["status"] for r in ledger.list_runs(wh)] == ["completed", "interrupted"]
+    assert ledger_reads.show_run(wh, rerun["run_id"])["timings"]["lock_wait"] < 5
+    assert [r["status"] for r in ledger_reads.list_runs(wh)] == ["completed", "interrupted"]
 
     # The same figures as a run that was never interrupted (in a fresh home).
     monkeypatch.setenv("REVSHARE_HOME", str(tmp_path / "clean"))
@@ -189,10 +189,10 @@ def test_two_processes_same_period(data: Path, tmp_path: Path, prefect_api) -> N
     assert waiting.finish() == 0, waiting.output
 
     wh = home / "warehouse.duckdb"
-    recorded = ledger.list_runs(wh)
+    recorded = ledger_reads.list_runs(wh)
     assert [r["status"] for r in recorded] == ["completed", "completed"]
     assert recorded[-1]["run_id"] == holder  # the first to take the lock published first
-    shown = [ledger.show_run(wh, r["run_id"]) for r in recorded]
+    shown = [ledger_reads.show_run(wh, r["run_id"]) for r in recorded]
     assert shown[0]["timings"]["lock_wait"] > shown[1]["timings"]["lock_wait"]  # it waited
     assert shown[0]["discrepancies"] == shown[1]["discrepancies"]
     # Not corrupted: both runs' result files are byte-identical, and complete.

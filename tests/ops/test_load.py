@@ -16,7 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from revshare import ledger
+from revshare import ledger_reads
 from revshare.config import Settings
 
 pytestmark = pytest.mark.e2e
@@ -70,13 +70,13 @@ def test_backfill_twelve_periods_four_partners(
     print(f"\nbackfill of {len(PERIODS)} periods x 4 partners ({ROWS} lines): {wall:.1f} s")
     assert [(r["period"], r["status"]) for r in rows] == [(p, "completed") for p in PERIODS]
 
-    runs = list(reversed(ledger.list_runs(Settings().warehouse_path, limit=100)))
+    runs = list(reversed(ledger_reads.list_runs(Settings().warehouse_path, limit=100)))
     assert [r["period"] for r in runs] == PERIODS  # one run per period, oldest first
     for r in runs:
         assert r["status"] == "completed", r
         assert r["partners"] == clouds
         assert Path(r["report_path"]).is_file()
-        shown = ledger.show_run(Settings().warehouse_path, r["run_id"])
+        shown = ledger_reads.show_run(Settings().warehouse_path, r["run_id"])
         assert {s["status"] for s in shown["sources"]} == {"ok"}
         found = sum(n for _, n in shown["discrepancies"])
         assert found == planted[r["period"]] > 0, (r["period"], shown["discrepancies"])

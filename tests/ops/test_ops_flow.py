@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.schedule import nightly_periods, periods_between
-from revshare import ledger
+from revshare import ledger_reads
 from revshare.config import Settings, load_config
 from revshare.generate import generate
 from revshare.periods import Period
@@ -66,17 +66,17 @@ def test_ledger_runs_cli_rerun_and_notifications(
         # Only the statement re-extracted: billing reuses the snapshot the last run used.
         third = reconcile_period(period="2026-10", partners=["aws"], sources=["statement"])
     wh = Settings().warehouse_path
-    runs = ledger.list_runs(wh)
+    runs = ledger_reads.list_runs(wh)
     assert len(runs) == 3 and runs[-1]["run_id"] == first["run_id"]
     assert all(r["duration_seconds"] > 0 for r in runs)
-    shown = ledger.show_run(wh, third["run_id"])
+    shown = ledger_reads.show_run(wh, third["run_id"])
     assert shown["params"]["sources"] == ["statement"]
     assert {s["kind"]: s["snapshot_id"] for s in shown["sources"]} == {
-        s["kind"]: s["snapshot_id"] for s in ledger.show_run(wh, first["run_id"])["sources"]
+        s["kind"]: s["snapshot_id"] for s in ledger_reads.show_run(wh, first["run_id"])["sources"]
     }
     assert set(shown["timings"]) >= {"aws", "publish", "lock_wait"}
     assert shown["notifications"] == []
-    assert [n["channel"] for n in ledger.show_run(wh, first["run_id"])["notifications"]] == [
+    assert [n["channel"] for n in ledger_reads.show_run(wh, first["run_id"])["notifications"]] == [
         "webhook", "email"]  # fmt: skip
 
     res = cli.invoke(app, ["runs", "list"])

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from revshare import ledger, retention
+from revshare import ledger_reads, retention
 from revshare.config import Settings, load_config
 from revshare.generate import generate
 from revshare.periods import Period
@@ -66,7 +66,7 @@ def _check_kept_reports(settings: Settings) -> int:
                 assert (root / s["snapshot_id"] / "_SNAPSHOT.json").is_file(), (run.name, s)
                 n += 1
             if s["kind"] == "statement" and s["status"] == "ok":
-                base = ledger.first_billing_snapshot(
+                base = ledger_reads.first_billing_snapshot(
                     settings.warehouse_path, meta["period"], s["partner"], s["snapshot_id"]
                 )
                 root = settings.landing_dir / s["partner"] / "billing" / meta["period"]
@@ -117,7 +117,7 @@ def test_thirty_nightly_runs_stay_bounded(
     assert len([v for v in visible if v.startswith("2026-11")]) == 3 + 1
     assert closing == 3  # November 1-3: October is final 3 days after it ended
     assert len([v for v in visible if v.startswith("2026-10")]) == 3
-    recorded = ledger.list_runs(settings.warehouse_path, limit=1000)
+    recorded = ledger_reads.list_runs(settings.warehouse_path, limit=1000)
     assert len(recorded) == NIGHTS + closing  # the ledger keeps every run
     # Snapshots: a November delivery every 5 nights (6 in all); only the ones kept runs use
     # remain: the marked run's (the first) and the last three runs' (the latest).

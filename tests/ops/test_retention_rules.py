@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from flows.locks import live_runs, partition_locks, sweep_interrupted
-from revshare import ledger, retention
+from revshare import ledger, ledger_reads, retention
 from revshare.outcome import SourceOutcome
 from revshare.runs import RunPaths, staging_dir
 
@@ -104,4 +104,25 @@ def test_running_interrupted_and_staged_folder(tmp_path: Path) -> None:
     assert live_runs(tmp_path) == {}
     assert sweep_interrupted(tmp_path, wh) == [paths.final.name]
     assert sweep_interrupted(tmp_path, wh) == []
-    assert ledger.show_run(wh, paths.final.name)["status"] == ledger.INTERRUPTED
+    assert ledger_reads.show_run(wh, paths.final.name)["status"] == ledger_reads.INTERRUPTED
+
+
+def test_run_id_prefix_resolves_alike_for_show_and_mark(tmp_path: Path) -> None:
+    """``runs show`` and ``runs mark`` take the same unique prefix and refuse alike."""
+    r1, r2 = _run(tmp_path, 1, "completed", "b1", "s1"), _run(tmp_path, 2, "completed", "b2", "s1")
+    wh = tmp_path / "warehouse.duckdb"
+    assert ledger_reads.show_run(wh, r2[:20])["run_id"] == r2
+    assert ledger.mark_run(wh, r1[:20], T0) == r1
+    for prefix, message in (
+        ("2026-09", "no recorded run matches '2026-09'"),
+        ("2026-10_", "2 recorded runs match '2026-10_': give more of the id"),
+    ):
+        with pytest.raises(KeyError) as shown:
+            ledger_reads.show_run(wh, prefix)
+        with pytest.raises(KeyError) as marked:
+            ledger.mark_run(wh, prefix, T0)
+        assert shown.value.args[0] == marked.value.args[0] == message
+    # No warehouse at all: nothing matches (and show_run creates none).
+    with pytest.raises(KeyError, match="no recorded run matches"):
+        ledger_reads.show_run(tmp_path / "none.duckdb", r1)
+    assert not (tmp_path / "none.duckdb").exists()

@@ -8,10 +8,14 @@ import re
 from collections import defaultdict
 from decimal import Decimal
 
+import openpyxl
+import pyarrow.parquet as pq
 import pytest
 
 from revshare.config import load_config
 from revshare.discrepancies import FLAGS
+from revshare.outcome import PartnerOutcome
+from revshare.publish import _markdown, partner_summary
 from tests.report.conftest import PLANTED, REPO, Runs
 from tests.report.htmlparse import Node, amount, parse
 
@@ -36,6 +40,21 @@ def _value(tr: Node, f: str, ccy: str) -> Decimal:
 
 #: Every configured partner has a headline row and a by-model group (all reconcile).
 PARTNERS = list(load_config(REPO / "config").partners)
+#: Partners without a billing export: no billed figure at all, never 0.00.
+STATEMENT_ONLY = [p for p, c in load_config(REPO / "config").partners.items() if c.statement_only]
+NO_BILLING = "no billing export"
+
+
+def _shown(rows: list[Node], f: str, ccy: str) -> Decimal:
+    """The sum of the figures shown in column ``f``; a billed cell with no figure (a partner
+    without a billing export) must say so, and adds nothing."""
+    total = Decimal(0)
+    for tr in rows:
+        if f == "billed_revenue" and _cell(tr, f).attrs["data-v"] == "":
+            assert _cell(tr, f).all_text() == NO_BILLING
+            continue
+        total += _value(tr, f, ccy)
+    return total
 
 
 def _part(table: Node, tag: str) -> list[Node]:
@@ -56,7 +75,51 @@ def test_headline_totals_are_the_sum_of_partner_rows(doc: Node) -> None:
         ccy = total.attrs["data-currency"]
         rows = [tr for tr in partners if tr.attrs["data-currency"] == ccy]
         for f in (*FIELDS, "at_stake"):
-            assert sum(_value(tr, f, ccy) for tr in rows) == _value(total, f, ccy), f
+            assert _shown(rows, f, ccy) == _value(total, f, ccy), f
+        # The billed total names the partners it leaves out.
+        left_out = [tr.attrs["data-partner"] for tr in rows
+                    if _cell(tr, "billed_revenue").attrs["data-v"] == ""]  # fmt: skip
+        note = next(c for c in total.children if c.tag == "th").all_text()
+        for p in left_out:
+            assert p in note and NO_BILLING in note
+
+
+def test_statement_only_partners_show_no_billing_export(doc: Node) -> None:
+    assert STATEMENT_ONLY  # the demo config has statement-only partners
+    rows = {tr.attrs["data-partner"]: tr for tr in _rows(_part(doc.by_id("headline"), "tbody")[0])}
+    for partner in PARTNERS:
+        cell = _cell(rows[partner], "billed_revenue")
+        if partner in STATEMENT_ONLY:
+            assert cell.all_text() == NO_BILLING and cell.attrs["data-v"] == "", partner
+            assert "0.00" not in cell.all_text()
+        else:
+            assert cell.attrs["data-v"] != "" and NO_BILLING not in cell.all_text(), partner
+    # The same in the by-model table: each model row and the partner total.
+    for g in _part(doc.by_id("by-model"), "tbody"):
+        cells = [_cell(tr, "billed_revenue") for tr in _rows(g)]
+        if g.attrs["data-partner"] in STATEMENT_ONLY:
+            assert cells and all(c.all_text() == NO_BILLING for c in cells)
+
+
+def test_summary_outputs_carry_no_billing_export(runs: Runs) -> None:
+    """The exact summary (markdown, the flow's result) holds NULL, and the markdown and the
+    dispute packets say "no billing export", for exactly the statement-only partners."""
+    grain = pq.read_table(runs.run_dir / "results" / "reconciliation.parquet")
+    outcomes = [PartnerOutcome(p, p) for p in PARTNERS]
+    summary = {s["partner"]: s for s in partner_summary(grain, outcomes)}
+    for p in PARTNERS:
+        assert (summary[p]["billed_revenue"] is None) == (p in STATEMENT_ONLY), p
+    meta = {"period": "2026-10", "status": "completed", "run_id": "r"}
+    md = _markdown(meta, list(summary.values()), [], runs.report).splitlines()
+    for p in PARTNERS:
+        row = next(line for line in md if line.startswith(f"| {p} |"))
+        assert (NO_BILLING in row) == (p in STATEMENT_ONLY), row
+    packets = [p for p in STATEMENT_ONLY if (runs.run_dir / "packets" / p).is_dir()]
+    assert packets  # the generator plants discrepancies for statement-only partners too
+    for p in packets:
+        wb = openpyxl.load_workbook(runs.run_dir / "packets" / p / f"dispute_2026-10_{p}.xlsx")
+        figures = {r[0].value: r[1].value for r in wb["Summary"].iter_rows(max_row=11)}
+        assert figures["Billed revenue"] == NO_BILLING
 
 
 def test_model_rows_add_up_to_each_partner_headline(doc: Node) -> None:
@@ -71,7 +134,9 @@ def test_model_rows_add_up_to_each_partner_headline(doc: Node) -> None:
         rows = [tr for tr in _rows(g) if tr.attrs.get("class") == "row"]
         total = next(tr for tr in _rows(g) if tr.attrs.get("class") == "total")
         for f in FIELDS:
-            assert sum(_value(tr, f, ccy) for tr in rows) == _value(total, f, ccy)
+            if partner in STATEMENT_ONLY and f == "billed_revenue":
+                continue  # no figure to add up (test_statement_only_partners_...)
+            assert _shown(rows, f, ccy) == _value(total, f, ccy)
             assert _value(total, f, ccy) == _value(headline[partner], f, ccy)
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from connectors import build_connector
 from connectors.base import NormalizeContext
-from revshare import ledger
+from revshare import ledger, ledger_reads
 from revshare.config import Config, load_config
 from revshare.db import connect
 from revshare.discrepancies import FLAGS, MATCHED
@@ -53,7 +53,7 @@ def _check(
     if probe:
         path = _canonical(config, data, tmp, pid, "probe", p)
         con.execute(f"CREATE VIEW probe AS SELECT * FROM read_parquet({lit(path)})")
-    rows = ledger.reported_history(warehouse, str(p.prev()), pid)
+    rows = ledger_reads.reported_history(warehouse, str(p.prev()), pid)
     history = None if rows is None else History(str(p.prev()), rows)
     return check_partner(con, config, pid, p, history=history, probe=probe)
 
