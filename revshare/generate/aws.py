@@ -19,10 +19,10 @@ import os
 import uuid
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from revshare.db import connect
 from revshare.periods import Period
 
 #: AWS splits a partition into parts; we cut at this many rows per file.
@@ -266,61 +266,95 @@ def write(
     Data files are written before the manifest, as AWS does, so a reader never sees a manifest
     pointing at files that are not there yet.
     """
-    if version < 1:
-        raise ValueError(f"version counts deliveries from 1, got {version}")
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")  # strftime and timestamp casts read UTC
-        con.register("lines", lines)
-        filled = con.sql(_select_sql()).to_arrow_table()
-    finally:
-        con.close()
-    # Columns Bedrock lines never fill (reservations, savings plans...) are typed nulls, made
-    # in Arrow: cheaper than dozens of NULL expressions in the query.
-    table = pa.table(
-        [
-            filled.column(f.name).cast(f.type)
-            if f.name in filled.column_names
-            else pa.nulls(filled.num_rows, f.type)
-            for f in CUR2_SCHEMA
-        ],
-        schema=CUR2_SCHEMA,
-    )
-
-    exec_id = execution_id(export_name, period, version)
-    partition = f"BILLING_PERIOD={period}"
-    data_dir = root / export_name / "data" / partition / exec_id
-    data_dir.mkdir(parents=True, exist_ok=True)
-    for stale in data_dir.glob(f"{export_name}-*.snappy.parquet"):
-        stale.unlink()  # rewriting a version: no leftover parts from a larger earlier run
-    written: list[Path] = []
-    for part, start in enumerate(range(0, max(table.num_rows, 1), ROWS_PER_FILE), start=1):
-        path = data_dir / f"{export_name}-{part:05d}.snappy.parquet"
-        pq.write_table(table.slice(start, ROWS_PER_FILE), path, compression="snappy")
-        written.append(path)
-
-    base = f"s3://{bucket}/{prefix.strip('/') + '/' if prefix.strip('/') else ''}"
-    manifest = {
-        "executionId": exec_id,
-        "exportArn": (
-            f"arn:aws:bcm-data-exports:us-east-1:{_payer(lines)}:export/"
-            f"{export_name}-{uuid.uuid5(_NS, export_name)}"
-        ),
-        "billingPeriod": str(period),
-        "columns": [{"name": f.name, "type": _MANIFEST_TYPE[f.type]} for f in CUR2_SCHEMA],
-        "dataFiles": [base + p.relative_to(root).as_posix() for p in written],
-        "additionalOutputFiles": [],
-    }
-    meta_dir = root / export_name / "metadata" / partition
-    meta_dir.mkdir(parents=True, exist_ok=True)
-    manifest_path = meta_dir / f"{export_name}-Manifest.json"
-    tmp = manifest_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, manifest_path)  # readers see the old manifest or the new one, never half
-    return [*written, manifest_path]
+    sink = Sink(period, root, export_name=export_name, version=version, bucket=bucket,
+                prefix=prefix)  # fmt: skip
+    sink.add(lines)
+    return sink.close()
 
 
-def _payer(lines: pa.Table) -> str:
-    """The payer account for the export ARN: the smallest account id, or a placeholder."""
-    ids = sorted(a for a in lines.column("account_id").unique().to_pylist() if a)
-    return ids[0] if ids else "000000000000"
+class Sink:
+    """One delivery written in chunks: each ``add`` appends parts, ``close`` writes the
+    manifest over all of them. A month too large to hold at once goes through here slice by
+    slice (``revshare.generate.slices``); ``write`` is one ``add``."""
+
+    def __init__(
+        self,
+        period: Period,
+        root: Path,
+        *,
+        export_name: str,
+        version: int = 1,
+        bucket: str = "revshare-billing",
+        prefix: str = "cur2",
+    ) -> None:
+        if version < 1:
+            raise ValueError(f"version counts deliveries from 1, got {version}")
+        self.period, self.root, self.export_name = period, root, export_name
+        self.bucket, self.prefix = bucket, prefix
+        self.exec_id = execution_id(export_name, period, version)
+        self.partition = f"BILLING_PERIOD={period}"
+        self.data_dir = root / export_name / "data" / self.partition / self.exec_id
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.data_dir.glob(f"{export_name}-*.snappy.parquet"):
+            stale.unlink()  # rewriting a version: no leftover parts from a larger earlier run
+        self.written: list[Path] = []
+        self.payers: set[str] = set()
+
+    def add(self, lines: pa.Table, *, temp_dir: Path | None = None) -> None:
+        """Append ``lines`` as further parts (an empty chunk adds nothing after the first)."""
+        if lines.num_rows == 0 and self.written:
+            return
+        con = connect(memory_limit="1GB", temp_dir=temp_dir)  # UTC: strftime, timestamp casts
+        try:
+            con.register("lines", lines)
+            filled = con.sql(_select_sql()).to_arrow_table()
+        finally:
+            con.close()
+        # Columns Bedrock lines never fill (reservations, savings plans...) are typed nulls,
+        # made in Arrow: cheaper than dozens of NULL expressions in the query.
+        table = pa.table(
+            [
+                filled.column(f.name).cast(f.type)
+                if f.name in filled.column_names
+                else pa.nulls(filled.num_rows, f.type)
+                for f in CUR2_SCHEMA
+            ],
+            schema=CUR2_SCHEMA,
+        )
+        del filled
+        for start in range(0, max(table.num_rows, 1), ROWS_PER_FILE):
+            part = len(self.written) + 1
+            path = self.data_dir / f"{self.export_name}-{part:05d}.snappy.parquet"
+            pq.write_table(table.slice(start, ROWS_PER_FILE), path, compression="snappy")
+            self.written.append(path)
+        self.payers.update(_payers(lines))
+
+    def close(self) -> list[Path]:
+        """Write the manifest last, naming every part; return the files written."""
+        export_name, root = self.export_name, self.root
+        base = f"s3://{self.bucket}/"
+        base += self.prefix.strip("/") + "/" if self.prefix.strip("/") else ""
+        payer = min(self.payers) if self.payers else "000000000000"
+        manifest = {
+            "executionId": self.exec_id,
+            "exportArn": (
+                f"arn:aws:bcm-data-exports:us-east-1:{payer}:export/"
+                f"{export_name}-{uuid.uuid5(_NS, export_name)}"
+            ),
+            "billingPeriod": str(self.period),
+            "columns": [{"name": f.name, "type": _MANIFEST_TYPE[f.type]} for f in CUR2_SCHEMA],
+            "dataFiles": [base + p.relative_to(root).as_posix() for p in self.written],
+            "additionalOutputFiles": [],
+        }
+        meta_dir = root / export_name / "metadata" / self.partition
+        meta_dir.mkdir(parents=True, exist_ok=True)
+        manifest_path = meta_dir / f"{export_name}-Manifest.json"
+        tmp = manifest_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, manifest_path)  # readers see the old manifest or the new one, never half
+        return [*self.written, manifest_path]
+
+
+def _payers(lines: pa.Table) -> set[str]:
+    """The account ids of a chunk; the export ARN names the smallest of the whole delivery."""
+    return {a for a in lines.column("account_id").unique().to_pylist() if a}

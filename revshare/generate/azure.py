@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from revshare.db import connect
 from revshare.generate.lines import GEN_LINES_SCHEMA
 from revshare.periods import Period
 from revshare.sqlutil import lit
@@ -220,19 +221,42 @@ def write(
     lines: pa.Table, period: Period, root: Path, *, export_name: str, version: int = 1
 ) -> list[Path]:
     """Write one export run for ``period``; returns the data files and the manifest."""
-    if version < 1:
-        raise ValueError("version starts at 1")
-    _check(lines)
-    submitted, folder_guid, run_id = run_identity(period, export_name, version)
-    last_day = period.end - timedelta(days=1)
-    date_range = f"{period.start:%Y%m%d}-{last_day:%Y%m%d}"
-    rel_dir = f"{export_name}/{date_range}/{submitted:%Y%m%d%H%M}/{folder_guid}"
-    run_dir = root / rel_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
+    sink = Sink(period, root, export_name=export_name, version=version)
+    sink.add(lines)
+    return sink.close()
 
-    con = duckdb.connect()
-    try:
-        con.execute("SET TimeZone = 'UTC'")  # dates are UTC days, whatever the host says
+
+class Sink:
+    """One export run written in chunks: each ``add`` appends part files, ``close`` writes the
+    manifest over all of them, so a month too large to hold at once goes slice by slice. A
+    refund must come in the same chunk as the line it refunds (``previousInvoiceId``)."""
+
+    def __init__(self, period: Period, root: Path, *, export_name: str, version: int = 1) -> None:
+        if version < 1:
+            raise ValueError("version starts at 1")
+        self.period, self.export_name, self.version = period, export_name, version
+        self.submitted, folder_guid, self.run_id = run_identity(period, export_name, version)
+        self.last_day = period.end - timedelta(days=1)
+        date_range = f"{period.start:%Y%m%d}-{self.last_day:%Y%m%d}"
+        self.rel_dir = f"{export_name}/{date_range}/{self.submitted:%Y%m%d%H%M}/{folder_guid}"
+        self.run_dir = root / self.rel_dir
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.blobs: list[dict] = []
+        self.paths: list[Path] = []
+        self.n_rows = 0
+
+    def add(self, lines: pa.Table, *, temp_dir: Path | None = None) -> None:
+        """Append ``lines`` as further parts; DuckDB spills to ``temp_dir`` past 1 GB."""
+        _check(lines)
+        if lines.num_rows == 0 and self.paths:
+            return
+        con = connect(memory_limit="1GB", temp_dir=temp_dir)  # dates are UTC days
+        try:
+            self._add(con, lines)
+        finally:
+            con.close()
+
+    def _add(self, con: duckdb.DuckDBPyConnection, lines: pa.Table) -> None:
         ordered = lines.append_column("_ord", pa.array(np.arange(lines.num_rows, dtype=np.int64)))
         con.register("lines", ordered)
         rates = pa.table(
@@ -280,61 +304,64 @@ def write(
         (n_rows,) = con.execute("SELECT count(*) FROM staged").fetchone()
         n_parts = max(1, math.ceil(n_rows / ROWS_PER_PART))
         cols = ", ".join(f'"{c}"' for c in MCA_COLUMNS)
-        blobs, paths = [], []
         for part in range(n_parts):  # a handful of files, never rows
-            name = f"part_0_{part + 1:04d}.csv.gz"
-            path = run_dir / name
+            name = f"part_0_{len(self.paths) + 1:04d}.csv.gz"
+            path = self.run_dir / name
             lo, hi = part * ROWS_PER_PART, (part + 1) * ROWS_PER_PART
             con.execute(
                 f"COPY (SELECT {cols} FROM staged WHERE _rn > {lo} AND _rn <= {hi} "
                 f"ORDER BY _rn) TO {lit(path)} (FORMAT csv, HEADER, COMPRESSION gzip)"
             )
             rows = min(hi, n_rows) - lo if n_rows else 0
-            blobs.append(
+            self.blobs.append(
                 {
-                    "blobName": f"{ROOT_FOLDER}/{rel_dir}/{name}",
+                    "blobName": f"{ROOT_FOLDER}/{self.rel_dir}/{name}",
                     "byteCount": path.stat().st_size,
                     "dataRowCount": rows,
                 }
             )
-            paths.append(path)
-    finally:
-        con.close()
+            self.paths.append(path)
+        self.n_rows += n_rows
 
-    manifest = {
-        "manifestVersion": MANIFEST_VERSION,
-        "byteCount": sum(b["byteCount"] for b in blobs),
-        "blobCount": len(blobs),
-        "dataRowCount": n_rows,
-        "exportConfig": {
-            "exportName": export_name,
-            "resourceId": "/providers/Microsoft.Billing/billingAccounts/"
-            f"{uuid.uuid5(_NS, 'account')}/providers/Microsoft.CostManagement/exports/"
-            f"{export_name}",
-            "dataVersion": DATA_VERSION,
-            "apiVersion": API_VERSION,
-            "type": "ActualCost",
-            "timeFrame": "MonthToDate",
-            "granularity": "Daily",
-        },
-        "deliveryConfig": {
-            "partitionData": True,
-            "dataOverwriteBehavior": "CreateNewReport",
-            "fileFormat": "Csv",
-            "compressionMode": "gzip",
-            "containerUri": CONTAINER_URI,
-            "rootFolderPath": ROOT_FOLDER,
-        },
-        "runInfo": {
-            "executionType": "Scheduled",
-            # .NET writes seven fractional digits; keep that shape so readers must cope.
-            "submittedTime": f"{submitted:%Y-%m-%dT%H:%M:%S}.{version:07d}Z",
-            "runId": run_id,
-            "startDate": f"{period.start:%Y-%m-%dT%H:%M:%S}",
-            "endDate": f"{last_day:%Y-%m-%dT%H:%M:%S}",
-        },
-        "blobs": blobs,
-    }
-    manifest_path = run_dir / "manifest.json"
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return [*paths, manifest_path]
+    def close(self) -> list[Path]:
+        """Write the manifest over every part; return the data files and the manifest."""
+        period, export_name, version = self.period, self.export_name, self.version
+        submitted, run_id, last_day = self.submitted, self.run_id, self.last_day
+        blobs, n_rows = self.blobs, self.n_rows
+        manifest = {
+            "manifestVersion": MANIFEST_VERSION,
+            "byteCount": sum(b["byteCount"] for b in blobs),
+            "blobCount": len(blobs),
+            "dataRowCount": n_rows,
+            "exportConfig": {
+                "exportName": export_name,
+                "resourceId": "/providers/Microsoft.Billing/billingAccounts/"
+                f"{uuid.uuid5(_NS, 'account')}/providers/Microsoft.CostManagement/exports/"
+                f"{export_name}",
+                "dataVersion": DATA_VERSION,
+                "apiVersion": API_VERSION,
+                "type": "ActualCost",
+                "timeFrame": "MonthToDate",
+                "granularity": "Daily",
+            },
+            "deliveryConfig": {
+                "partitionData": True,
+                "dataOverwriteBehavior": "CreateNewReport",
+                "fileFormat": "Csv",
+                "compressionMode": "gzip",
+                "containerUri": CONTAINER_URI,
+                "rootFolderPath": ROOT_FOLDER,
+            },
+            "runInfo": {
+                "executionType": "Scheduled",
+                # .NET writes seven fractional digits; keep that shape so readers must cope.
+                "submittedTime": f"{submitted:%Y-%m-%dT%H:%M:%S}.{version:07d}Z",
+                "runId": run_id,
+                "startDate": f"{period.start:%Y-%m-%dT%H:%M:%S}",
+                "endDate": f"{last_day:%Y-%m-%dT%H:%M:%S}",
+            },
+            "blobs": blobs,
+        }
+        manifest_path = self.run_dir / "manifest.json"
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        return [*self.paths, manifest_path]

@@ -330,37 +330,56 @@ def write(
     (corrections appended by the generator). BigQuery has no version id of its own, hence
     nothing records ``version`` on disk.
     """
-    if not TABLE_NAME.match(table):
-        raise ValueError(f"not a BigQuery table name: {table!r}")
-    if version < 1:
-        raise ValueError(f"version must be >= 1, got {version}")
-    table_dir = root / table
-    table_dir.mkdir(parents=True, exist_ok=True)
-    schema_path = table_dir / "schema.json"
-    schema_path.write_text(json.dumps(BQ_SCHEMA, indent=2) + "\n")
-    written = [schema_path]
+    sink = Sink(period, root, table=table, version=version)
+    sink.add(lines)
+    return sink.close()
 
-    con = connect()
-    try:
-        con.register("lines", lines)
-        _check(con, period)
-        con.execute(f"CREATE TEMP TABLE export AS {_EXPORT_SQL}")
-        row = con.execute("SELECT count(*) FROM export").fetchone()
-        n = row[0] if row else 0
-        part = table_dir / f"invoice_month={period.compact}"
-        part.mkdir(exist_ok=True)
-        for old in part.glob(f"{table}-*.json.gz"):
+
+class Sink:
+    """One partition extract written in chunks: each ``add`` appends shards (numbered on from
+    the last), so a month too large to hold at once is written slice by slice. A credit must
+    come in the same chunk as the usage row it nests into."""
+
+    def __init__(self, period: Period, root: Path, *, table: str, version: int = 1) -> None:
+        if not TABLE_NAME.match(table):
+            raise ValueError(f"not a BigQuery table name: {table!r}")
+        if version < 1:
+            raise ValueError(f"version must be >= 1, got {version}")
+        self.period, self.table = period, table
+        table_dir = root / table
+        table_dir.mkdir(parents=True, exist_ok=True)
+        schema_path = table_dir / "schema.json"
+        schema_path.write_text(json.dumps(BQ_SCHEMA, indent=2) + "\n")
+        self.written = [schema_path]
+        self.shards = 0
+        self.part = table_dir / f"invoice_month={period.compact}"
+        self.part.mkdir(exist_ok=True)
+        for old in self.part.glob(f"{table}-*.json.gz"):
             old.unlink()
-        # An empty month leaves an empty partition, as BigQuery would have none to extract.
-        for i in range((n + ROWS_PER_FILE - 1) // ROWS_PER_FILE):
-            path = part / f"{table}-{i:012d}.json.gz"
-            lo, hi = i * ROWS_PER_FILE + 1, (i + 1) * ROWS_PER_FILE
-            con.execute(
-                f"COPY (SELECT * EXCLUDE (_rn) FROM export "
-                f"WHERE _rn BETWEEN {lo} AND {hi} ORDER BY _rn) "
-                f"TO {lit(path)} (FORMAT json, COMPRESSION gzip)"
-            )
-            written.append(path)
-    finally:
-        con.close()
-    return written
+
+    def add(self, lines: pa.Table, *, temp_dir: Path | None = None) -> None:
+        """Append ``lines`` as further shards; DuckDB spills to ``temp_dir`` past 1 GB."""
+        con = connect(memory_limit="1GB", temp_dir=temp_dir)
+        try:
+            con.register("lines", lines)
+            _check(con, self.period)
+            con.execute(f"CREATE TEMP TABLE export AS {_EXPORT_SQL}")
+            row = con.execute("SELECT count(*) FROM export").fetchone()
+            n = row[0] if row else 0
+            # An empty month leaves an empty partition, as BigQuery would have none to extract.
+            for i in range((n + ROWS_PER_FILE - 1) // ROWS_PER_FILE):
+                path = self.part / f"{self.table}-{self.shards:012d}.json.gz"
+                lo, hi = i * ROWS_PER_FILE + 1, (i + 1) * ROWS_PER_FILE
+                con.execute(
+                    f"COPY (SELECT * EXCLUDE (_rn) FROM export "
+                    f"WHERE _rn BETWEEN {lo} AND {hi} ORDER BY _rn) "
+                    f"TO {lit(path)} (FORMAT json, COMPRESSION gzip)"
+                )
+                self.written.append(path)
+                self.shards += 1
+        finally:
+            con.close()
+
+    def close(self) -> list[Path]:
+        """The schema file and every shard written (BigQuery extracts carry no manifest)."""
+        return list(self.written)

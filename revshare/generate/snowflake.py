@@ -4,7 +4,8 @@ Snowflake delivers views, not files, so the local layout is ours. It is what
 ``COPY INTO @stage/<period>/<VIEW>/ FROM (SELECT ... WHERE <date> in period)
 FILE_FORMAT=(TYPE=PARQUET) HEADER=TRUE OVERWRITE=TRUE`` writes, one folder per view::
 
-    ROOT/YYYY-MM/CORTEX_FUNCTIONS_USAGE_HISTORY/data_0_0_0.snappy.parquet
+    ROOT/YYYY-MM/CORTEX_FUNCTIONS_USAGE_HISTORY/data_0_0_0.snappy.parquet   (_1, _2, ... when a
+                                                                    large month is sliced)
     ROOT/YYYY-MM/USAGE_IN_CURRENCY_DAILY/data_0_0_0.snappy.parquet
     ROOT/YYYY-MM/RATE_SHEET_DAILY/data_0_0_0.snappy.parquet
     ROOT/YYYY-MM/unload_manifest.json      (written last: version and file list)
@@ -41,10 +42,10 @@ import json
 import shutil
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from revshare.db import connect
 from revshare.periods import Period
 
 CORTEX = "CORTEX_FUNCTIONS_USAGE_HISTORY"
@@ -174,13 +175,16 @@ _CHECKS: tuple[tuple[str, str], ...] = (
     ),
 )
 
+# WAREHOUSE_ID numbers the lines sharing an hour and a model; chunk ``k`` of a delivery
+# starts at 100000 + k x WAREHOUSE_STRIDE so the view stays unique across chunks.
+WAREHOUSE_STRIDE = 1_000_000
 _CORTEX_SQL = """
 SELECT account_id AS ACCOUNT_LOCATOR, region AS REGION,
   date_trunc('hour', usage_start) AS START_TIME,
   date_trunc('hour', usage_start) + INTERVAL 1 HOUR AS END_TIME,
   'COMPLETE' AS FUNCTION_NAME,
   sku_key AS MODEL_NAME,
-  CAST(100000 + row_number() OVER (
+  CAST({first} + row_number() OVER (
     PARTITION BY account_id, region, date_trunc('hour', usage_start), sku_key ORDER BY line_id
   ) AS DECIMAL(38,0)) AS WAREHOUSE_ID,
   CAST(quantity AS DECIMAL(38,0)) AS TOKENS,
@@ -189,23 +193,37 @@ FROM l WHERE is_cortex
 ORDER BY ACCOUNT_LOCATOR, REGION, START_TIME, MODEL_NAME, WAREHOUSE_ID
 """
 
+# The daily views are whole-month aggregates, so each chunk leaves exact, unrounded partial
+# sums (a few rows per day) and ``Sink.close`` adds them up and rounds once, as one pass would.
+_ACCT_PART_SQL = "SELECT DISTINCT account_id, account_name, organization, currency FROM l"
+_DAYS_PART_SQL = """
+SELECT account_id, region, d, usage_type, 'consumption' AS billing_type, false AS is_adj,
+  sum(CAST(credits AS DECIMAL(38,9))) AS usage,
+  sum(CAST(credits AS DECIMAL(38,9)) * CAST(credit_price AS DECIMAL(38,2))) AS amount
+FROM l WHERE is_cortex GROUP BY ALL
+UNION ALL
+SELECT account_id, region, d, usage_type,
+  CASE WHEN kind = 'usage' THEN 'consumption' ELSE 'support_credit' END AS billing_type,
+  kind <> 'usage' AS is_adj,
+  coalesce(sum(coalesce(credits, quantity)), 0) AS usage, sum(cost) AS amount
+FROM l WHERE NOT is_cortex GROUP BY ALL
+"""
+_RATES_PART_SQL = """
+SELECT DISTINCT d, organization, account_name, account_id, region, usage_type, currency,
+  credit_price
+FROM l WHERE kind = 'usage' AND credit_price IS NOT NULL
+"""
+
 _DAILY_SQL = f"""
 WITH acct AS (
   SELECT account_id, min(account_name) AS account_name, min(organization) AS organization,
          min(currency) AS currency
-  FROM l GROUP BY account_id
-), cortex AS (
-  SELECT account_id, region, d, usage_type, 'consumption' AS billing_type, false AS is_adj,
-    sum(CAST(credits AS DECIMAL(38,9))) AS usage,
-    sum(CAST(credits AS DECIMAL(38,9)) * CAST(credit_price AS DECIMAL(38,2))) AS amount
-  FROM l WHERE is_cortex GROUP BY ALL
-), other AS (
-  SELECT account_id, region, d, usage_type,
-    CASE WHEN kind = 'usage' THEN 'consumption' ELSE 'support_credit' END AS billing_type,
-    kind <> 'usage' AS is_adj,
-    coalesce(sum(coalesce(credits, quantity)), 0) AS usage, sum(cost) AS amount
-  FROM l WHERE NOT is_cortex GROUP BY ALL
-), days AS (SELECT * FROM cortex UNION ALL SELECT * FROM other)
+  FROM acct_part GROUP BY account_id
+), days AS (
+  SELECT account_id, region, d, usage_type, billing_type, is_adj,
+    sum(usage) AS usage, sum(amount) AS amount
+  FROM days_part GROUP BY ALL
+)
 SELECT a.organization AS ORGANIZATION_NAME, '{CONTRACT}' AS CONTRACT_NUMBER,
   a.account_name AS ACCOUNT_NAME, x.account_id AS ACCOUNT_LOCATOR, x.region AS REGION,
   'Enterprise' AS SERVICE_LEVEL, x.d AS USAGE_DATE, x.usage_type AS USAGE_TYPE,
@@ -224,10 +242,24 @@ SELECT d AS DATE, min(organization) AS ORGANIZATION_NAME, '{CONTRACT}' AS CONTRA
   'Enterprise' AS SERVICE_LEVEL, usage_type AS USAGE_TYPE, min(currency) AS CURRENCY,
   CAST(min(credit_price) AS DECIMAL(38,2)) AS EFFECTIVE_RATE, usage_type AS SERVICE_TYPE,
   {_RATING} AS RATING_TYPE, 'consumption' AS BILLING_TYPE, false AS IS_ADJUSTMENT
-FROM l WHERE kind = 'usage' AND credit_price IS NOT NULL
+FROM rates_part
 GROUP BY d, account_id, region, usage_type
 ORDER BY DATE, ACCOUNT_LOCATOR, REGION, USAGE_TYPE
 """
+
+# The two whole-month checks, re-run over the partials at close (a chunk sees only itself).
+_CLOSE_CHECKS: tuple[tuple[str, str], ...] = (
+    (
+        "an account bills in one currency",
+        "SELECT min(account_id) FROM acct_part GROUP BY account_id "
+        "HAVING count(DISTINCT currency) > 1",
+    ),
+    (
+        "the rate sheet has one rate per date, account, region and usage type",
+        "SELECT min(account_id || ' ' || d) FROM rates_part "
+        "GROUP BY account_id, region, d, usage_type HAVING count(DISTINCT credit_price) > 1",
+    ),
+)
 
 
 def _write(table: pa.Table, path: Path) -> Path:
@@ -243,35 +275,75 @@ def write(lines: pa.Table, period: Period, root: Path, *, version: int = 1) -> l
     counts the unloads and goes into the manifest). Returns the files written, manifest last.
     Raises ValueError, naming a line, for data the views cannot carry.
     """
-    con = duckdb.connect()
-    try:
-        # UTC session: dates and hour buckets are UTC, as Snowflake's usage views are.
-        con.execute("SET TimeZone = 'UTC'")
-        con.register("lines", lines)
-        con.execute(f"CREATE TEMP TABLE l AS {_LINES}", [period.start, period.end])
-        for message, sql in _CHECKS:
-            bad = con.execute(f"SELECT min(line_id) FROM ({sql}) AS t(line_id)").fetchone()
-            if bad and bad[0] is not None:
-                raise ValueError(f"snowflake writer: {message} (line {bad[0]})")
-        cortex = con.sql(_CORTEX_SQL).to_arrow_table().cast(CORTEX_SCHEMA)
-        daily = con.sql(_DAILY_SQL).to_arrow_table().cast(DAILY_SCHEMA)
-        rates = con.sql(_RATES_SQL).to_arrow_table().cast(RATES_SCHEMA)
-    finally:
-        con.close()
+    sink = Sink(period, root, version=version)
+    sink.add(lines)
+    return sink.close()
 
-    folder = root / str(period)
-    if folder.exists():  # OVERWRITE=TRUE: a restated unload replaces the previous one
-        shutil.rmtree(folder)
-    written = [
-        _write(cortex, folder / CORTEX / DATA_FILE),
-        _write(daily, folder / DAILY / DATA_FILE),
-        _write(rates, folder / RATES / DATA_FILE),
-    ]
-    manifest = {
-        "period": str(period),
-        "version": version,
-        "files": [p.relative_to(root).as_posix() for p in written],
-    }
-    manifest_path = folder / MANIFEST
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return [*written, manifest_path]
+
+class Sink:
+    """One unload written in chunks: each ``add`` writes a further Cortex file
+    (``data_0_0_<k>``) and keeps the chunk's partial daily sums; ``close`` writes the two
+    daily views from them and the manifest, so a month too large to hold at once goes slice
+    by slice with the same files, save the Cortex split."""
+
+    def __init__(self, period: Period, root: Path, *, version: int = 1) -> None:
+        self.period, self.root, self.version = period, root, version
+        self.folder = root / str(period)
+        if self.folder.exists():  # OVERWRITE=TRUE: a restated unload replaces the previous one
+            shutil.rmtree(self.folder)
+        self.cortex_files: list[Path] = []
+        self.parts: dict[str, list[pa.Table]] = {"acct_part": [], "days_part": [],
+                                                 "rates_part": []}  # fmt: skip
+        self.chunks = 0
+
+    def add(self, lines: pa.Table, *, temp_dir: Path | None = None) -> None:
+        """Check and stage ``lines``; write their Cortex rows, keep their daily partials."""
+        con = connect(memory_limit="1GB", temp_dir=temp_dir)
+        try:
+            # UTC session: dates and hour buckets are UTC, as Snowflake's usage views are.
+            con.register("lines", lines)
+            con.execute(f"CREATE TEMP TABLE l AS {_LINES}", [self.period.start, self.period.end])
+            for message, sql in _CHECKS:
+                bad = con.execute(f"SELECT min(line_id) FROM ({sql}) AS t(line_id)").fetchone()
+                if bad and bad[0] is not None:
+                    raise ValueError(f"snowflake writer: {message} (line {bad[0]})")
+            first = 100000 + self.chunks * WAREHOUSE_STRIDE
+            cortex = con.sql(_CORTEX_SQL.format(first=first)).to_arrow_table()
+            self.parts["acct_part"].append(con.sql(_ACCT_PART_SQL).to_arrow_table())
+            self.parts["days_part"].append(con.sql(_DAYS_PART_SQL).to_arrow_table())
+            self.parts["rates_part"].append(con.sql(_RATES_PART_SQL).to_arrow_table())
+        finally:
+            con.close()
+        self.chunks += 1
+        if cortex.num_rows or not self.cortex_files:
+            name = f"data_0_0_{len(self.cortex_files)}.snappy.parquet"
+            path = self.folder / CORTEX / name
+            self.cortex_files.append(_write(cortex.cast(CORTEX_SCHEMA), path))
+
+    def close(self) -> list[Path]:
+        """Write the daily views and the manifest (last); return every file written."""
+        con = connect()
+        try:
+            for name, tables in self.parts.items():
+                con.register(name, pa.concat_tables(tables))
+            for message, sql in _CLOSE_CHECKS:
+                bad = con.execute(f"SELECT min(k) FROM ({sql}) AS t(k)").fetchone()
+                if bad and bad[0] is not None:
+                    raise ValueError(f"snowflake writer: {message} ({bad[0]})")
+            daily = con.sql(_DAILY_SQL).to_arrow_table().cast(DAILY_SCHEMA)
+            rates = con.sql(_RATES_SQL).to_arrow_table().cast(RATES_SCHEMA)
+        finally:
+            con.close()
+        written = [
+            *self.cortex_files,
+            _write(daily, self.folder / DAILY / DATA_FILE),
+            _write(rates, self.folder / RATES / DATA_FILE),
+        ]
+        manifest = {
+            "period": str(self.period),
+            "version": self.version,
+            "files": [p.relative_to(self.root).as_posix() for p in written],
+        }
+        manifest_path = self.folder / MANIFEST
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        return [*written, manifest_path]
