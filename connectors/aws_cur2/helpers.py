@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from revshare.periods import Period
 from revshare.schema import billing_select_sql
-from revshare.sqlutil import ident, lit
+from revshare.sqlutil import exact_decimal, ident, lit
 
 #: Columns without which a line cannot be placed, priced or traced.
 REQUIRED: tuple[str, ...] = (
@@ -101,13 +101,14 @@ class FileLayout:
             return "NULL"
         return f"NULLIF(TRIM(CAST({ident(name)} AS VARCHAR)), '')"
 
-    def number(self, name: str) -> str:
-        """A double (or rate string) as text, which the canonical DECIMAL cast parses exactly.
+    def number(self, name: str, cast: str = "CAST") -> str:
+        """A double (or rate string) as the canonical DECIMAL, parsed exactly from its text.
 
         A double's shortest text form is the decimal AWS meant, so 0.1 lands as 0.1 rather than
-        0.1000000000000000055; the cast to DECIMAL(38,12) happens in billing_select_sql.
+        0.1000000000000000055; ``exact_decimal`` is the fast exact parse. ``cast="TRY_CAST"``
+        gives NULL for text that is not a number.
         """
-        return self.text(name)
+        return exact_decimal(self.text(name), cast) if name in self.types else "NULL"
 
     def ts(self, name: str) -> str:
         """A UTC instant: zoneless Parquet timestamps are UTC in CUR, whatever the session zone."""
@@ -158,7 +159,7 @@ def check_sql(lay: FileLayout, period: Period) -> str:
         ("line_item_usage_end_date", f"{lay.col('line_item_usage_end_date')} IS NULL"),
         (
             "line_item_unblended_cost",
-            f"TRY_CAST({lay.number('line_item_unblended_cost')} AS DECIMAL(38,12)) IS NULL"
+            f"{lay.number('line_item_unblended_cost', 'TRY_CAST')} IS NULL"
             if cost != "NULL"
             else "TRUE",
         ),
@@ -168,8 +169,7 @@ def check_sql(lay: FileLayout, period: Period) -> str:
             checks.append(
                 (
                     rate,
-                    f"{lay.number(rate)} IS NOT NULL AND "
-                    f"TRY_CAST({lay.number(rate)} AS DECIMAL(38,12)) IS NULL",
+                    f"{lay.text(rate)} IS NOT NULL AND {lay.number(rate, 'TRY_CAST')} IS NULL",
                 )
             )
     which = " ".join(f"WHEN {cond} THEN {lit(col)}" for col, cond in checks)

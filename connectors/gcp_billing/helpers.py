@@ -167,15 +167,10 @@ def _in(values: Sequence[str] | Mapping[str, str]) -> str:
 
 
 def _dec(x: str, cast: str = "CAST") -> str:
-    """JSON number text -> DECIMAL(38,12), exactly. Integral text ('1234567.0', how token
-    counts arrive) goes through BIGINT first; the rest through ``exact_decimal``. A JSON string
-    keeps its quotes in the VARCHAR cast, so it fails every path: no json_type check needed."""
-    t = f"CAST({x} AS VARCHAR)"
-    return (
-        f"coalesce(CASE WHEN suffix({t}, '.0') AND NOT contains({t}, 'e') "
-        f"AND NOT contains({t}, 'E') THEN CAST(TRY_CAST(left({t}, -2) AS BIGINT) AS "
-        f"DECIMAL(38,12)) END, {exact_decimal(t, cast)})"
-    )
+    """JSON number text -> DECIMAL(38,12), exactly (``exact_decimal``; token counts arrive as
+    '1234567.0'). A JSON string keeps its quotes in the VARCHAR cast, so it fails every path:
+    no json_type check needed."""
+    return exact_decimal(f"CAST({x} AS VARCHAR)", cast)
 
 
 def _num(x: str) -> str:

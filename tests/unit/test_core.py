@@ -68,9 +68,19 @@ def test_exact_decimal_parses_text_exactly_as_duckdb_cast() -> None:
     texts = ["0", "-0", "1", "+1.25", "-0.5", ".5", "5.", "0.000000000001", "-.000000000001",
              "0.0000000000005", "-0.0000000000005", "0.0000000000004999", "1.9999999999995",
              "-2.49999999999950001", "12345678901234.123456789012", "0.5434782608695652",
-             "5.64902E-05", "-1.5e3", "99999999999999999999999999"]  # fmt: skip
+             "5.64902E-05", "-1.5e3", "99999999999999999999999999",
+             # whole numbers take the BIGINT path; look-alikes must not
+             "1234567", "1234567.0", "-1234567.000", " 7654321 ", "0001000000", "1e7", "1.25e6",
+             "1234567.5", "-1234567.49", "999999999999999999", "9999999999999999999",
+             "1234567.0000000000001", "1000000.", "+1000000", "12345678901234567890123.0"]  # fmt: skip
     con = connect()
     con.execute("CREATE TABLE t AS SELECT unnest($1::VARCHAR[]) AS v", [texts])
+    # And 200,000 doubles' shortest text across 24 magnitudes, whole and fractional.
+    con.execute("SELECT setseed(0.25)")
+    con.execute(
+        "INSERT INTO t SELECT CAST(CASE WHEN i % 3 = 0 THEN round(x) ELSE x END AS VARCHAR) "
+        "FROM (SELECT i, (random() - 0.4) * pow(10, i % 24 - 6) AS x FROM range(200000) r(i))"
+    )
     diff = con.execute(
         f"SELECT v, {exact_decimal('v')}, CAST(v AS DECIMAL(38,12)) FROM t "
         f"WHERE ({exact_decimal('v')}) IS DISTINCT FROM CAST(v AS DECIMAL(38,12))"
