@@ -10,7 +10,7 @@ reconciliation belong to the core and the flows, so every connector gets them th
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -79,9 +79,19 @@ class NormalizeContext:
     snapshot_id: str
     snapshot_dir: Path  # landed copies, at snapshot_dir / relpath
     files: tuple[str, ...]  # relpaths, sorted
+    #: relpath -> the Parquet copy ``revshare.stages.decode`` parsed it into, for the files the
+    #: connector's ``decode_sql`` names. Empty when decoding was not possible.
+    decoded: Mapping[str, Path] = field(default_factory=dict)
 
     def file(self, relpath: str) -> Path:
         return self.snapshot_dir / relpath
+
+    def read(self, relpath: str, native: str) -> str:
+        """The SELECT to scan ``relpath`` with: its decoded Parquet copy when the core made one,
+        else ``native`` (the connector's ``decode_sql`` for it, or any SELECT of the same
+        columns), so a gzipped JSON or CSV file is parsed once per run, not once per pass."""
+        copy = self.decoded.get(relpath)
+        return f"SELECT * FROM read_parquet({lit(copy)})" if copy is not None else native
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,9 @@ class NativeRelation:
     file: str  # relpath in the snapshot
     sql: str
     params: dict[str, object] = field(default_factory=dict)
+    #: ``sql`` reads Parquet (the landed file or its decoded copy): each check then reads only
+    #: its own columns, so validation need not load the file into a temporary table first.
+    columnar: bool = False
 
 
 class Connector(ABC):
@@ -229,6 +242,15 @@ class Connector(ABC):
     def line_weights_sql(self, ctx: NormalizeContext) -> str | None:
         """Pushdown: ``(src_file, src_row, n)``, the native rows each aggregated row of the
         snapshot stands for (rows not listed stand for one). None: not aggregated."""
+        return None
+
+    def decode_sql(self, ctx: NormalizeContext, relpath: str) -> str | None:
+        """The full read of one landed text file (every column, typed as the connector reads
+        it, with its row number), for ``revshare.stages.decode`` to parse once into Parquet;
+        the connector then reads it through ``ctx.read``. None (the default): read as landed.
+
+        Only an optimization: if any file fails to decode, the run reads the landed files as
+        they are, and the connector's own reading names the file, row and column at fault."""
         return None
 
     def native_relations(self, ctx: NormalizeContext) -> list[NativeRelation]:

@@ -7,6 +7,7 @@ run partners side by side (docs/scaling.md).
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -30,7 +31,7 @@ from revshare.reconcile import PartnerResult, reconcile_partner
 from revshare.runs import RunPaths
 from revshare.schema import BILLING_SCHEMA
 from revshare.sqlutil import lit
-from revshare.stages import Normalized, normalize
+from revshare.stages import Normalized, decode, normalize
 from revshare.store import Snapshot, open_snapshot
 from revshare.timing import stage
 
@@ -97,6 +98,7 @@ def _source(
     source = getattr(config.partners[pid], kind)
     so = SourceOutcome(pid, kind, source.type if source else "none")
     outcome.sources.append(so)
+    decoded = paths.work / "decoded" / pid / kind
     try:
         if source is None:
             raise SourceError(f"{pid}/{kind}", "no source configured")
@@ -106,6 +108,8 @@ def _source(
                 snap = _snapshot(pid, kind, source, connector, period, settings, pull)
         so.snapshot_id = snap.id
         ctx = NormalizeContext(pid, period, snap.id, snap.dir, snap.files)
+        with stage("decode", partner=pid, kind=kind):
+            ctx = decode(connector, ctx, decoded, temp_dir=paths.work / "spill")
         with stage("validate_native", partner=pid, kind=kind):
             validation.check_native(so, connector, ctx, paths)  # raises SourceError if blocked
         with stage("normalize", partner=pid, kind=kind):
@@ -123,6 +127,8 @@ def _source(
         outcome.quarantine(str(exc))
         get_run_logger().warning("quarantined %s", exc)
         return None
+    finally:
+        shutil.rmtree(decoded, ignore_errors=True)  # derived from landing: never kept
 
 
 def _snapshot(

@@ -58,7 +58,8 @@ def native_task(
             data_docs_dir=docs,
             build_docs=False,
             asset_name=Path(rel.file).name.split(".")[0] or "data",
-            materialize=not rel.file.endswith(".parquet"),  # parse JSON/CSV once, not per check
+            # Parse JSON/CSV once, not once per check; Parquet is read column by column.
+            materialize=not (rel.columnar or rel.file.endswith(".parquet")),
         )
         for rel in connector.native_relations(ctx)
     ]

@@ -6,6 +6,7 @@ Outputs are written to a temporary name and renamed, so a reader never sees half
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 
 import duckdb
 
-from revshare.catalog import mapped_sql, register_rules
+from revshare.catalog import map_keys, mapped_sql, register_rules
 from revshare.config import PartnerCatalog
 from revshare.db import connect
 from revshare.errors import SourceError
@@ -55,6 +56,43 @@ def extract(connector: ConnectorLike, period: Period, landing_root: Path) -> Sna
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def decode(
+    connector: ConnectorLike, ctx: Any, out_dir: Path, *, temp_dir: Path | None = None
+) -> Any:
+    """Parse each landed text file the connector names (``decode_sql``) once, into Parquet
+    under ``out_dir``, and return the context that reads those copies.
+
+    A gzipped JSON or CSV month is otherwise parsed by every pass over it: native validation,
+    the connector's value checks, the canonical SELECT and the row accounting. Decoding is
+    only an optimization, never a new way to fail: if any file cannot be decoded, the
+    context is returned as it was, and the connector's own reading of the landed files names
+    the file, row and column at fault."""
+    plan = getattr(connector, "decode_sql", None)
+    if plan is None:
+        return ctx
+    try:
+        sqls = {rel: sql for rel in ctx.files if (sql := plan(ctx, rel))}
+    except SourceError:
+        return ctx
+    if not sqls:
+        return ctx
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    con = connect(temp_dir=temp_dir)
+    decoded = {}
+    try:
+        for i, (rel, sql) in enumerate(sqls.items()):
+            target = out_dir / f"{i:05d}.parquet"
+            con.execute(f"COPY ({sql}) TO {lit(target)} (FORMAT parquet)")
+            decoded[rel] = target
+    except duckdb.Error:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        return ctx
+    finally:
+        con.close()
+    return dataclasses.replace(ctx, decoded=decoded)
+
+
 def normalize(
     connector: ConnectorLike,
     ctx: Any,
@@ -68,7 +106,15 @@ def normalize(
     sql = connector.normalize_sql(ctx)
     if catalog is not None:
         register_rules(con, catalog)
-        sql = mapped_sql(sql, catalog)
+        try:
+            map_keys(con, sql, catalog)
+        except duckdb.Error as exc:
+            raise SourceError(
+                connector.source_name,
+                f"could not normalize: {_first_line(exc)}",
+                file=_unreadable(connector, ctx),
+            ) from exc
+        sql = mapped_sql(sql)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:

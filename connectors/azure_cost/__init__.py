@@ -144,7 +144,7 @@ class AzureCostConnector(Connector):
                 if fmt is None:
                     raise self.error("unsupported file type (expected .csv, .csv.gz or "
                                      ".parquet)", file=relpath)  # fmt: skip
-                source = helpers.source_sql(str(ctx.file(relpath)), fmt)
+                source = self._rows(ctx, relpath, fmt)
                 header = self._header(con, relpath, source)
                 layout = helpers.detect_layout(header)
                 if layout is None:
@@ -171,6 +171,15 @@ class AzureCostConnector(Connector):
             raise self.error("delivery holds no cost details file")
         return "\nUNION ALL\n".join(parts)
 
+    def decode_sql(self, ctx: NormalizeContext, relpath: str) -> str | None:
+        """CSV files, parsed once per run (``ctx.read``): a CSV is read on one thread to keep
+        its row numbers, so each pass over it is slow."""
+        fmt = _file_format(relpath)
+        return helpers.source_sql(str(ctx.file(relpath)), fmt) if fmt == "csv" else None
+
+    def _rows(self, ctx: NormalizeContext, relpath: str, fmt: str) -> str:
+        return ctx.read(relpath, helpers.source_sql(str(ctx.file(relpath)), fmt))
+
     def row_accounting_sql(self, ctx: NormalizeContext) -> str:
         """Every data row of the run's files; a row of another billing period is rejected
         with that reason (normalize_sql has already refused files it cannot map)."""
@@ -181,7 +190,7 @@ class AzureCostConnector(Connector):
                 fmt = _file_format(relpath)
                 if fmt is None:
                     continue
-                source = helpers.source_sql(str(ctx.file(relpath)), fmt)
+                source = self._rows(ctx, relpath, fmt)
                 header = self._header(con, relpath, source)
                 fmap, _ = helpers.map_columns(
                     relpath, header, helpers.detect_layout(header) or "mca"
@@ -226,7 +235,7 @@ class AzureCostConnector(Connector):
                 fmt = _file_format(rel)
                 if fmt is None:
                     continue
-                source = helpers.source_sql(str(ctx.file(rel)), fmt)
+                source = self._rows(ctx, rel, fmt)
                 try:
                     layout = helpers.detect_layout(self._header(con, rel, source))
                 except SourceError:
@@ -234,7 +243,8 @@ class AzureCostConnector(Connector):
                 suite = f"azure_cost_{layout or 'mca'}"
                 sql = f"SELECT * EXCLUDE (__row) FROM ({source})"
                 params: dict[str, object] = {"manifest_rows": promised.get(rel, -1)}
-                out.append(NativeRelation(suite, rel, sql, params))
+                columnar = fmt == "parquet" or rel in ctx.decoded
+                out.append(NativeRelation(suite, rel, sql, params, columnar=columnar))
         finally:
             con.close()
         return out

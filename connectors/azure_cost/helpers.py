@@ -145,8 +145,9 @@ def map_columns(relpath: str, header: list[str], layout: str) -> tuple[FileMap, 
 def source_sql(path: str, fmt: str) -> str:
     """All columns as text plus ``__row``, the 1-based data row of the file.
 
-    CSV: a single-threaded scan (parallel=false) keeps file order, so row_number() OVER () is
-    the data row (quoted newlines count as one row, as they should). Parquet: file_row_number.
+    CSV: a single-threaded scan (parallel=false) keeps file order, so the scan's ordinality
+    is the data row (quoted newlines count as one row, as they should); unlike a window's
+    row_number() it streams, so memory does not grow with the file. Parquet: file_row_number.
     """
     if fmt == "parquet":
         return (
@@ -154,9 +155,9 @@ def source_sql(path: str, fmt: str) -> str:
             f"FROM read_parquet({lit(path)}, file_row_number = true)"
         )
     return (
-        "SELECT *, row_number() OVER () AS __row FROM read_csv("
+        "SELECT * EXCLUDE (ordinality), ordinality AS __row FROM read_csv("
         f"{lit(path)}, header = true, all_varchar = true, parallel = false, delim = ',', "
-        "quote = '\"', escape = '\"')"
+        "quote = '\"', escape = '\"') WITH ORDINALITY"
     )
 
 

@@ -119,14 +119,26 @@ class GcpBillingConnector(Connector):
         if not data:
             raise self.error(f"no .json.gz export files for invoice month {ctx.period.compact}")
         columns = self._columns(ctx, schemas[0])
-        files = [(rel, ctx.file(rel)) for rel in data]
+        files = [(rel, self._records(ctx, rel, columns)) for rel in data]
         con = connect()
         try:
-            for rel, path in files:
-                self._check_file(con, rel, path, columns)
+            for rel, source in files:
+                self._check_file(con, rel, ctx.file(rel), source)
         finally:
             con.close()
-        return helpers.billing_sql(files, columns, ctx.period, ctx.partner_id, ctx.snapshot_id)
+        return helpers.billing_sql(files, ctx.period, ctx.partner_id, ctx.snapshot_id)
+
+    def decode_sql(self, ctx: NormalizeContext, relpath: str) -> str | None:
+        """Each shard's records, typed by schema.json, parsed once per run (``ctx.read``)."""
+        if not relpath.endswith(".json.gz"):
+            return None
+        schemas = [f for f in ctx.files if f == "schema.json" or f.endswith("/schema.json")]
+        if len(schemas) != 1:
+            return None
+        return helpers.read_sql(ctx.file(relpath), self._columns(ctx, schemas[0]))
+
+    def _records(self, ctx: NormalizeContext, rel: str, columns: str) -> str:
+        return ctx.read(rel, helpers.read_sql(ctx.file(rel), columns))
 
     def row_accounting_sql(self, ctx: NormalizeContext) -> str:
         """Every record of the snapshot's shards; a record of another invoice month is
@@ -136,7 +148,7 @@ class GcpBillingConnector(Connector):
         columns = self._columns(ctx, schemas[0])
         keep = [(f"invoice.month = {lit(ctx.period.compact)}", "other invoice month")]
         return "\nUNION ALL\n".join(
-            self.accounting_part(rel, helpers.read_sql(ctx.file(rel), columns), "_row", keep)
+            self.accounting_part(rel, f"({self._records(ctx, rel, columns)})", "_row", keep)
             for rel in ctx.files
             if rel.endswith(".json.gz")
         )
@@ -152,14 +164,14 @@ class GcpBillingConnector(Connector):
             raise self.error(str(e), file=rel) from e
 
     def _check_file(
-        self, con: duckdb.DuckDBPyConnection, rel: str, path: Path, columns: str
+        self, con: duckdb.DuckDBPyConnection, rel: str, path: Path, source: str
     ) -> None:
         """Trust a file only if it is whole, one record per line, and every value we read
         parses. DuckDB stops silently at a gzip stream cut at a flush point, and numbers
         records rather than lines, hence the byte-level pass first."""
         lines = self._count_lines(rel, path)
         try:
-            row = con.execute(helpers.check_sql(path, columns)).fetchone()
+            row = con.execute(helpers.check_sql(source)).fetchone()
         except duckdb.Error as e:
             raise self.error(
                 f"unreadable export file: {_first_line(e)}",
@@ -173,7 +185,7 @@ class GcpBillingConnector(Connector):
                 f"{lines} lines but {records} JSON records: not one record per line", file=rel
             )
         if bad_row is not None:
-            hit = con.execute(helpers.value_sql(path, columns, bad_row, bad_col)).fetchone()
+            hit = con.execute(helpers.value_sql(source, bad_row, bad_col)).fetchone()
             value = hit[0] if hit else None
             raise self.error(
                 f"bad value {value!r} in {bad_col}", file=rel, row=bad_row, column=bad_col
@@ -226,17 +238,18 @@ class GcpBillingConnector(Connector):
             except (OSError, ValueError, helpers.SchemaProblem):
                 columns = None
         spec = f", columns = {columns}" if columns else ""
-        return [
-            NativeRelation(
-                "gcp_billing",
-                rel,
+        out = []
+        for rel in (f for f in ctx.files if f.endswith(".json.gz")):
+            if rel in ctx.decoded:  # the same records, parsed once (decode_sql)
+                sql = f"SELECT * EXCLUDE (_row) FROM ({ctx.read(rel, '')})"
+                out.append(NativeRelation("gcp_billing", rel, sql, columnar=True))
+                continue
+            sql = (
                 f"SELECT * FROM read_json({lit(ctx.file(rel))}, format = 'newline_delimited', "
-                "hive_partitioning = false, "
-                f"compression = 'gzip'{spec})",
+                f"hive_partitioning = false, compression = 'gzip'{spec})"
             )
-            for rel in ctx.files
-            if rel.endswith(".json.gz")
-        ]
+            out.append(NativeRelation("gcp_billing", rel, sql))
+        return out
 
 
 def _first_line(err: Exception) -> str:

@@ -156,9 +156,10 @@ def columns_spec(schema: Any) -> str:
 def read_sql(path: Path, columns: str) -> str:
     """One file, one record per row, with its ordinal as ``_row``."""
     return (
-        f"(SELECT * EXCLUDE (ordinality), ordinality AS _row FROM read_json({lit(path)}, "
-        f"format = 'newline_delimited', compression = 'gzip', columns = {columns}) "
-        "WITH ORDINALITY)"
+        f"SELECT * EXCLUDE (ordinality), ordinality AS _row FROM read_json({lit(path)}, "
+        f"format = 'newline_delimited', compression = 'gzip', hive_partitioning = false, "
+        f"columns = {columns}) "
+        "WITH ORDINALITY"
     )
 
 
@@ -229,32 +230,32 @@ _CHECKS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def check_sql(path: Path, columns: str) -> str:
-    """Record count, and the first row and column that cannot be trusted, of one file."""
+def check_sql(source: str) -> str:
+    """Record count, and the first row and column that cannot be trusted, of one file
+    (``source``: a SELECT of the file's records, ``read_sql`` or its decoded copy)."""
     col = "CASE " + " ".join(f"WHEN {cond} THEN {lit(name)}" for name, cond, _ in _CHECKS)
     return (
         "SELECT count(*), min(_row) FILTER (WHERE _col IS NOT NULL), "
         "arg_min(_col, _row) FILTER (WHERE _col IS NOT NULL) "
-        f"FROM (SELECT _row, {col} END AS _col FROM {read_sql(path, columns)})"
+        f"FROM (SELECT _row, {col} END AS _col FROM ({source}))"
     )
 
 
-def value_sql(path: Path, columns: str, row: int, column: str) -> str:
+def value_sql(source: str, row: int, column: str) -> str:
     """The offending text of one (row, column), for the error message."""
     expr = next(v for name, _, v in _CHECKS if name == column)
-    return f"SELECT CAST({expr} AS VARCHAR) FROM {read_sql(path, columns)} WHERE _row = {row}"
+    return f"SELECT CAST({expr} AS VARCHAR) FROM ({source}) WHERE _row = {row}"
 
 
 def billing_sql(
-    files: Sequence[tuple[str, Path]],
-    columns: str,
+    files: Sequence[tuple[str, str]],
     period: Period,
     partner_id: str,
     snapshot_id: str,
 ) -> str:
     """The canonical SELECT: one row per export row plus one per entry of its credits."""
     scan = "\n  UNION ALL BY NAME\n  ".join(
-        f"SELECT {lit(rel)} AS _file, * FROM {read_sql(path, columns)}" for rel, path in files
+        f"SELECT {lit(rel)} AS _file, * FROM ({source})" for rel, source in files
     )
     start = f"CAST({lit(period.start.isoformat())} AS TIMESTAMPTZ)"
     end = f"CAST({lit(period.end.isoformat())} AS TIMESTAMPTZ)"

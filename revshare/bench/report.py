@@ -10,7 +10,8 @@ import json
 from pathlib import Path
 
 _STAGES = (
-    ("extract", "extract"), ("validate_native", "validate native"), ("normalize", "normalize"),
+    ("extract", "extract"), ("decode", "decode"), ("validate_native", "validate native"),
+    ("normalize", "normalize"),
     ("validate_canonical", "validate canonical"), ("validate_completeness", "completeness"),
     ("reconcile", "reconcile"), ("validate_docs", "data docs"), ("publish", "publish"),
     ("other", "other"),

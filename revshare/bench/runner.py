@@ -30,8 +30,8 @@ from revshare.sqlutil import lit
 REFERENCES = ("limit", "pandas")
 #: Stage names the flow records, in pipeline order; validation stages start with ``validate``.
 STAGES = (
-    "extract", "validate_native", "normalize", "validate_canonical", "validate_completeness",
-    "reconcile", "validate_docs", "publish",
+    "extract", "decode", "validate_native", "normalize", "validate_canonical",
+    "validate_completeness", "reconcile", "validate_docs", "publish",
 )  # fmt: skip
 
 

@@ -50,7 +50,7 @@ from revshare.schema import (
     CATALOG_FILLED,
     STATEMENT_SCHEMA,
 )
-from revshare.stages import extract, normalize
+from revshare.stages import decode, extract, normalize
 
 #: Money per currency, exact.
 Totals = Mapping[str, Decimal]
@@ -89,6 +89,7 @@ class Run:
     files: tuple[str, ...]
     out: Path
     table: pa.Table
+    decoded: int = 0  # files read through their decoded Parquet copies
 
 
 def _connector(case: ConnectorCase, root: Path, **extra: Any) -> Connector:
@@ -96,13 +97,15 @@ def _connector(case: ConnectorCase, root: Path, **extra: Any) -> Connector:
     return build_connector(src, root, f"{PARTNER}/{case.type}")
 
 
-def _run(case: ConnectorCase, root: Path, period: Period, tag: str) -> Run:
+def _run(case: ConnectorCase, root: Path, period: Period, tag: str, decoded: bool = False) -> Run:
     conn = _connector(case, root)
     snap = extract(conn, period, root / "landing" / str(period))
     ctx = NormalizeContext(PARTNER, period, snap.id, snap.dir, snap.files)
+    if decoded:  # as the flow reads: text files parsed once into Parquet first
+        ctx = decode(conn, ctx, root / "decoded" / f"{period}-{tag}")
     out = root / "out" / f"{period}-{tag}.parquet"
     normalize(conn, ctx, out)
-    return Run(conn, snap.id, snap.dir, snap.files, out, pq.read_table(out))
+    return Run(conn, snap.id, snap.dir, snap.files, out, pq.read_table(out), len(ctx.decoded))
 
 
 def _totals(table: pa.Table, billing: bool) -> dict[str, Decimal]:
@@ -204,15 +207,28 @@ class StandardSuite:
             assert len(landed) == 1, f"landed twice: {landed}"
             assert again.out.read_bytes() == first.out.read_bytes(), "output differs on rerun"
 
+    def test_decoded_copies_give_the_same_lines(self, world: dict[str, Any]) -> None:
+        """The flow reads text files through their decoded Parquet copies (``decode_sql``):
+        the canonical lines must be the same as from the landed files, row for row."""
+        key = ["x_SourceFile", "x_SourceRow", "x_NativeLineId"] if self.billing else [
+            "x_SourceFile", "x_SourceRow"]  # fmt: skip
+        for period, first in world["runs"].items():
+            again = _run(self.case, world["root"], period, "decoded", decoded=True)
+            if type(again.connector).decode_sql is not Connector.decode_sql:
+                assert again.decoded > 0, "decode_sql names files, yet none was decoded"
+            by = [(k, "ascending") for k in key]
+            assert again.table.sort_by(by).equals(first.table.sort_by(by)), period
+
     # -- errors -----------------------------------------------------------------------------
 
-    def test_bad_input_raises_a_clear_error(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize("decoded", [False, True], ids=["landed", "decoded"])
+    def test_bad_input_raises_a_clear_error(self, tmp_path: Path, decoded: bool) -> None:
         root = tmp_path / "bad"
         root.mkdir()
         self.case.write(root, self.case.period)
         self.case.spoil(root, self.case.period)
         with pytest.raises(SourceError) as exc:
-            _run(self.case, root, self.case.period, "bad")
+            _run(self.case, root, self.case.period, "bad", decoded=decoded)
         err = exc.value
         assert err.source == f"{PARTNER}/{self.case.type}"
         assert err.file, f"the error names no file: {err}"

@@ -190,7 +190,7 @@ def test_cli_new_scaffolds_a_connector_that_passes_the_standard_suite(tmp_path: 
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "8 passed" in proc.stdout
+    assert "10 passed" in proc.stdout
 
     again = CliRunner().invoke(app, ["connectors", "new", "oci", "--dest", str(tmp_path)])
     assert again.exit_code == 2 and "already registered" in again.output

@@ -12,7 +12,7 @@ import pytest
 from conftest import SHARED_DATA
 
 from revshare import schema
-from revshare.catalog import mapped_sql, register_rules
+from revshare.catalog import map_keys, mapped_sql, register_rules
 from revshare.config import Config, load_config
 from revshare.db import connect
 from revshare.errors import SourceError
@@ -72,7 +72,8 @@ def test_exact_decimal_parses_text_exactly_as_duckdb_cast() -> None:
              # whole numbers take the BIGINT path; look-alikes must not
              "1234567", "1234567.0", "-1234567.000", " 7654321 ", "0001000000", "1e7", "1.25e6",
              "1234567.5", "-1234567.49", "999999999999999999", "9999999999999999999",
-             "1234567.0000000000001", "1000000.", "+1000000", "12345678901234567890123.0"]  # fmt: skip
+             "1234567.0000000000001", "1000000.", "+1000000",
+             "12345678901234567890123.0"]  # fmt: skip
     con = connect()
     con.execute("CREATE TABLE t AS SELECT unnest($1::VARCHAR[]) AS v", [texts])
     # And 200,000 doubles' shortest text across 24 magnitudes, whole and fractional.
@@ -175,7 +176,8 @@ def test_catalog_maps_variants_by_pattern_and_reports_unmapped() -> None:
         ),
     )
     register_rules(con, cat)
-    rows = con.sql(mapped_sql("SELECT * FROM src", cat)).to_arrow_table().to_pylist()
+    map_keys(con, "SELECT * FROM src", cat)
+    rows = con.sql(mapped_sql("SELECT * FROM src")).to_arrow_table().to_pylist()
     got = {
         r["x_SkuKey"]: (r["x_ModelId"], r["x_Unit"], r["x_Tokens"], r["x_CatalogStatus"])
         for r in rows
