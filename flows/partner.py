@@ -21,7 +21,7 @@ from connectors import build_connector
 from connectors.base import Connector, NormalizeContext
 from flows import extraction, pushdown, validation
 from flows.credentials import block_credentials
-from revshare import ledger, statement_only
+from revshare import ledger_reads, statement_only
 from revshare.config import Config, Settings
 from revshare.db import connect
 from revshare.errors import SourceError
@@ -147,7 +147,7 @@ def _snapshot(
     log = get_run_logger()
     landing = settings.landing_dir / pid / kind / str(period)
     if not extraction.wants_pull(pull.sources, pid, kind):
-        sid = ledger.last_snapshot(settings.warehouse_path, str(period), pid, kind)
+        sid = ledger_reads.last_snapshot(settings.warehouse_path, str(period), pid, kind)
         if sid is not None and (landing / sid).is_dir():
             log.info("%s/%s: not selected, reusing snapshot %s", pid, kind, sid)
             return open_snapshot(landing, sid)
@@ -177,7 +177,9 @@ def _previous_billing(
     statement: Snapshot,
 ) -> Path | None:
     """Re-read the billing snapshot this statement was first checked against, if it differs."""
-    prev = ledger.first_billing_snapshot(settings.warehouse_path, str(period), pid, statement.id)
+    prev = ledger_reads.first_billing_snapshot(
+        settings.warehouse_path, str(period), pid, statement.id
+    )
     connector, current = billing
     if prev is None or prev == current.id:
         return None
@@ -210,7 +212,7 @@ def statement_only_task(
         path = lit(paths.canonical(partner, "probe"))
         con.execute(f"CREATE VIEW probe AS SELECT * FROM read_parquet({path})")
     prev = str(period.prev())
-    rows = ledger.reported_history(warehouse, prev, partner)
+    rows = ledger_reads.reported_history(warehouse, prev, partner)
     history = None if rows is None else statement_only.History(prev, rows)
     return statement_only.check_partner(con, config, partner, period, history=history, probe=probe)
 

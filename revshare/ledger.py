@@ -20,12 +20,6 @@ import pyarrow as pa
 from revshare.db import connect
 from revshare.ledger_reads import INTERRUPTED, RUNNING, _resolve_run_id, _retry_locked
 
-# Re-exported because flows/partner.py reads these three through this module; they belong
-# to ledger_reads (moving that import is left to the owner of flows/partner.py).
-from revshare.ledger_reads import first_billing_snapshot as first_billing_snapshot
-from revshare.ledger_reads import last_snapshot as last_snapshot
-from revshare.ledger_reads import reported_history as reported_history
-
 _DDL = """
 CREATE TABLE IF NOT EXISTS runs (
   run_id VARCHAR PRIMARY KEY, period VARCHAR, partners VARCHAR[], started_at TIMESTAMPTZ,
