@@ -8,7 +8,7 @@ import duckdb
 
 
 def connect(
-    path: Path | str = ":memory:", *, memory_limit: str = "2GB", temp_dir: Path | None = None
+    path: Path | str = ":memory:", *, memory_limit: str = "1GB", temp_dir: Path | None = None
 ) -> duckdb.DuckDBPyConnection:
     """A connection whose session time zone is UTC (so TIMESTAMPTZ reads back as UTC, never
     the machine's zone) and whose memory is capped, so large months spill instead of growing."""
