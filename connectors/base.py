@@ -191,6 +191,19 @@ class Connector(ABC):
         return None
 
     @staticmethod
+    def ordered_union(parts: Sequence[str]) -> str:
+        """One SELECT per landed file, combined in a deterministic order (file, then row), so a
+        rerun over the same snapshot writes identical output. DuckDB runs UNION ALL branches
+        in parallel, so their rows interleave unless sorted. The sort key is each branch's
+        position, not ``x_SourceFile``: a sort on the long path text cannot spill and ran out
+        of memory at 10M lines (1 GB and 2 GB caps), while an integer key sorts within the
+        cap. ``parts`` must come in file order."""
+        union = "\nUNION ALL\n".join(
+            f"(SELECT {i} AS _file_no, * FROM ({p}))" for i, p in enumerate(parts)
+        )
+        return f'SELECT * EXCLUDE (_file_no) FROM (\n{union}\n) ORDER BY _file_no, "x_SourceRow"'
+
+    @staticmethod
     def accounting_part(
         file: str, source: str, row: str, keep: Sequence[tuple[str, str]] = ()
     ) -> str:

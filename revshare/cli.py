@@ -131,13 +131,16 @@ def bench(
         str, typer.Option(help="Comma-separated: limit, pandas (or empty for none).")
     ] = "limit,pandas",
     keep: Annotated[bool, typer.Option(help="Keep the generated month and the run.")] = False,
+    reuse_month: Annotated[
+        bool, typer.Option(help="Measure on the month an earlier --keep run left in --out.")
+    ] = False,
 ) -> None:
     """Benchmark the pipeline against the limit (one DuckDB pass) and the pandas way."""
     from revshare.bench.runner import bench as run_bench
 
     refs = tuple(r.strip() for r in references.split(",") if r.strip())
     out.mkdir(parents=True, exist_ok=True)
-    result = run_bench(rows_per_source, out, references=refs, keep=keep)
+    result = run_bench(rows_per_source, out, references=refs, keep=keep, reuse=reuse_month)
     p = result["pipeline"]
     console.print(
         f"{result['lines_total']:,} lines: pipeline {p['wall_seconds']:.1f} s, "

@@ -168,9 +168,7 @@ class AwsCur2Connector(Connector):
         finally:
             con.close()
         parts = [h.select_sql(lay, ctx.period, ctx.partner_id, ctx.snapshot_id) for lay in layouts]
-        union = "\nUNION ALL\n".join(f"({p})" for p in parts)
-        # One order, so a rerun over the same snapshot yields identical output.
-        return f'SELECT * FROM (\n{union}\n) ORDER BY "x_SourceFile", "x_SourceRow"'
+        return self.ordered_union(parts)
 
     def _check_values(
         self, con: duckdb.DuckDBPyConnection, lay: h.FileLayout, period: Period

@@ -65,7 +65,7 @@ class DatabricksConnector(Connector):
             self.refuse_repeated_line_ids(con, union, "record_id")
         finally:
             con.close()
-        return f'SELECT * FROM (\n{union}\n) ORDER BY "x_SourceFile", "x_SourceRow"'
+        return self.ordered_union(parts)
 
     # -- list prices ------------------------------------------------------------------------
 

@@ -131,9 +131,7 @@ class FocusConnector(Connector):
             parts = [self._file_sql(con, ctx, relpath) for relpath in data]
         finally:
             con.close()
-        union = "\nUNION ALL\n".join(f"({p})" for p in parts)
-        # One deterministic order, so reruns over the same snapshot give identical output.
-        return f'SELECT * FROM (\n{union}\n) ORDER BY "x_SourceFile", "x_SourceRow"'
+        return self.ordered_union(parts)
 
     def _is_manifest(self, relpath: str) -> bool:
         name = self.settings.export_name

@@ -54,8 +54,7 @@ class ${Class}Connector(Connector):
             parts = [self._file_sql(con, ctx, rel) for rel in ctx.files]
         finally:
             con.close()
-        union = "\\nUNION ALL\\n".join(f"({p})" for p in parts)
-        return f'SELECT * FROM (\\n{union}\\n) ORDER BY "x_SourceFile", "x_SourceRow"'
+        return self.ordered_union(parts)
 
     def _file_sql(self, con: duckdb.DuckDBPyConnection, ctx: NormalizeContext, rel: str) -> str:
         scan = h.scan_sql(ctx.file(rel))

@@ -81,11 +81,13 @@ def bench(
     *,
     references: tuple[str, ...] = REFERENCES,
     keep: bool = False,
+    reuse: bool = False,
     period: str = "2026-10",
     seed: int = 7,
 ) -> dict:
     """Run the benchmark at one size; merge it into ``out/bench.json`` and rewrite
-    ``out/bench.md``. Returns this size's result."""
+    ``out/bench.md``. Returns this size's result. ``reuse``: measure on the month an earlier
+    ``keep`` run generated in ``out`` (10M lines per source take minutes to generate)."""
     unknown = set(references) - set(REFERENCES)
     if unknown:
         raise ValueError(f"unknown reference(s): {', '.join(sorted(unknown))}")
@@ -95,10 +97,12 @@ def bench(
     p = Period.parse(period)
     out = out.resolve()
     scratch = out / f"scratch-{rows_per_source}"
-    shutil.rmtree(scratch, ignore_errors=True)
     data, home, logs = scratch / "data", scratch / "home", scratch / "logs"
+    reuse = reuse and (data / "ground_truth.json").is_file()
+    for d in (home, logs) if reuse else (scratch,):
+        shutil.rmtree(d, ignore_errors=True)
     for d in (data, home, logs):
-        d.mkdir(parents=True)
+        d.mkdir(parents=True, exist_ok=True)
     cwd = Path.cwd()
     base = {"REVSHARE_CONFIG_DIR": config_dir, "REVSHARE_DATA_DIR": data,
             "REVSHARE_HOME": home}  # fmt: skip
@@ -108,13 +112,16 @@ def bench(
         "rows_per_source": rows_per_source, "period": period, "seed": seed,
         "started": datetime.now(UTC).isoformat(timespec="seconds"), "machine": _machine(),
     }  # fmt: skip
-    gen = run(
-        _py("revshare.cli", "generate", "--period", period, "--out", str(data),
-            "--rows", str(rows_per_source), "--seed", str(seed)),
-        env=env, cwd=cwd, log=logs / "generate.log",
-    )  # fmt: skip
-    _check(gen.returncode, "generate", logs / "generate.log")
-    result["generate"] = gen.as_dict()
+    if reuse:  # the month a --keep run generated here: same size, period and seed
+        result["generate"] = {"reused": str(data)}
+    else:
+        gen = run(
+            _py("revshare.cli", "generate", "--period", period, "--out", str(data),
+                "--rows", str(rows_per_source), "--seed", str(seed)),
+            env=env, cwd=cwd, log=logs / "generate.log",
+        )  # fmt: skip
+        _check(gen.returncode, "generate", logs / "generate.log")
+        result["generate"] = gen.as_dict()
     result["lines"] = count_lines(config, p, data)
     result["lines_total"] = sum(result["lines"].values())
 
