@@ -104,20 +104,13 @@ def normalize(
     """Run the connector's SELECT (through the catalog for billing) into one Parquet file."""
     con = connect(temp_dir=temp_dir)
     sql = connector.normalize_sql(ctx)
-    if catalog is not None:
-        register_rules(con, catalog)
-        try:
-            map_keys(con, sql, catalog)
-        except duckdb.Error as exc:
-            raise SourceError(
-                connector.source_name,
-                f"could not normalize: {_first_line(exc)}",
-                file=_unreadable(connector, ctx),
-            ) from exc
-        sql = mapped_sql(sql)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:
+        if catalog is not None:
+            register_rules(con, catalog)
+            map_keys(con, sql, catalog)
+            sql = mapped_sql(sql)
         con.execute(f"COPY ({sql}) TO {lit(tmp)} (FORMAT parquet, COMPRESSION zstd)")
     except duckdb.Error as exc:
         tmp.unlink(missing_ok=True)
