@@ -99,8 +99,9 @@ def bench(
     scratch = out / f"scratch-{rows_per_source}"
     data, home, logs = scratch / "data", scratch / "home", scratch / "logs"
     reuse = reuse and (data / "ground_truth.json").is_file()
-    for d in (home, logs) if reuse else (scratch,):
-        shutil.rmtree(d, ignore_errors=True)
+    for old in scratch.glob("*") if reuse else (scratch,):
+        if old != data:  # stage times and reference outputs are per measurement
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
     for d in (data, home, logs):
         d.mkdir(parents=True, exist_ok=True)
     cwd = Path.cwd()
