@@ -101,7 +101,7 @@ def bench(
     reuse = reuse and (data / "ground_truth.json").is_file()
     for old in scratch.glob("*") if reuse else (scratch,):
         if old != data:  # stage times and reference outputs are per measurement
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
+            shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
     for d in (data, home, logs):
         d.mkdir(parents=True, exist_ok=True)
     cwd = Path.cwd()
