@@ -18,21 +18,39 @@ REPO = Path(__file__).resolve().parents[2]
 BILLING_PARTNERS = {"aws", "gcp", "azure", "snowflake"}
 
 
-@pytest.fixture(scope="module")
-def measured(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("bench")
+def _bench(out: Path, **kwargs: object) -> dict:
     saved = {k: os.environ.get(k) for k in ("REVSHARE_CONFIG_DIR", "PREFECT_HOME")}
     os.environ["REVSHARE_CONFIG_DIR"] = str(REPO / "config")
     os.environ["PREFECT_HOME"] = str(out / ".prefect")
     try:
-        result = bench(2000, out)
+        return bench(2000, out, **kwargs)
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return out, result
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("bench")
+    return out, _bench(out)
+
+
+def test_reuse_month_measures_the_kept_files_afresh(tmp_path: Path) -> None:
+    first = _bench(tmp_path, references=(), keep=True)
+    data = tmp_path / "scratch-2000" / "data"
+    files = sorted(p.relative_to(data) for p in data.rglob("*") if p.is_file())
+    again = _bench(tmp_path, references=(), keep=True, reuse=True)
+    assert again["generate"] == {"reused": str(data)} and "wall_seconds" in first["generate"]
+    assert sorted(p.relative_to(data) for p in data.rglob("*") if p.is_file()) == files
+    assert again["lines"] == first["lines"]
+    assert again["pipeline"]["grain"] == first["pipeline"]["grain"]
+    # Stage times are this measurement's only, not added to the first one's.
+    p = again["pipeline"]
+    assert sum(p["stages"].values()) == pytest.approx(p["wall_seconds"], rel=1e-6)
+    assert p["stages"]["other"] > 0
 
 
 def test_json_and_markdown_have_every_field(measured: tuple[Path, dict]) -> None:
