@@ -195,9 +195,9 @@ class Connector(ABC):
         """One SELECT per landed file, combined in a deterministic order (file, then row), so a
         rerun over the same snapshot writes identical output. DuckDB runs UNION ALL branches
         in parallel, so their rows interleave unless sorted. The sort key is each branch's
-        position, not ``x_SourceFile``: a sort on the long path text cannot spill and ran out
-        of memory at 10M lines (1 GB and 2 GB caps), while an integer key sorts within the
-        cap. ``parts`` must come in file order."""
+        position, not ``x_SourceFile``: the sort on the long path text ran out of memory at
+        10M lines (with 1 GB and with 2 GB caps), while an integer key sorted within 1 GB.
+        ``parts`` must come in file order."""
         union = "\nUNION ALL\n".join(
             f"(SELECT {i} AS _file_no, * FROM ({p}))" for i, p in enumerate(parts)
         )
