@@ -13,16 +13,14 @@ the bench measures it in a process of its own.
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from revshare.bench.natives import Native, locate
-from revshare.config import Config, Settings, load_config
+from revshare.bench.natives import Native, locate, reference_main
+from revshare.config import Config
 from revshare.db import connect
 from revshare.periods import Period
 from revshare.sqlutil import lit
@@ -152,13 +150,7 @@ def grain(config: Config, period: Period, data_dir: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--period", required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    a = ap.parse_args(argv)
-    config = load_config(Settings().config_dir)
-    a.out.write_text(json.dumps(grain(config, Period.parse(a.period), a.data), indent=1))
+    reference_main(__doc__, grain, argv)
 
 
 if __name__ == "__main__":

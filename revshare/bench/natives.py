@@ -8,12 +8,15 @@ connectors remain the readers of record.
 
 from __future__ import annotations
 
+import argparse
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from revshare.config import Config
+from revshare.config import Config, Settings, load_config
 from revshare.periods import Period
 
 #: Connector type -> the format key the references switch on.
@@ -95,3 +98,20 @@ def statement_files(config: Config, period: Period, data_dir: Path) -> dict[str,
         folder = data_dir / partner.statement.connector_settings()["path"] / str(period)
         out[pid] = sorted(p for p in folder.glob("*") if p.suffix in (".csv", ".json"))
     return out
+
+
+def reference_main(
+    doc: str, compute: Callable[[Config, Period, Path], dict], argv: list[str] | None
+) -> None:
+    """The command line both references share: ``--data DIR --period P --out FILE``; writes
+    ``compute``'s result as JSON, with the seconds it took unless it timed itself."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--period", required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args(argv)
+    config = load_config(Settings().config_dir)
+    t0 = time.perf_counter()
+    result = compute(config, Period.parse(a.period), a.data)
+    result.setdefault("seconds", time.perf_counter() - t0)
+    a.out.write_text(json.dumps(result, indent=1))

@@ -14,9 +14,7 @@ Run as ``python -m revshare.bench.pandas_way --data DIR --period YYYY-MM --out F
 
 from __future__ import annotations
 
-import argparse
 import json
-import time
 import warnings
 from decimal import Decimal
 from pathlib import Path
@@ -25,8 +23,8 @@ import pandas as pd
 
 from revshare import terms
 from revshare.bench.limit import AWS_USAGE
-from revshare.bench.natives import Native, locate, statement_files
-from revshare.config import Config, Settings, load_config
+from revshare.bench.natives import Native, locate, reference_main, statement_files
+from revshare.config import Config
 from revshare.periods import Period
 
 
@@ -163,16 +161,7 @@ def _num(x: float) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--period", required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    a = ap.parse_args(argv)
-    config = load_config(Settings().config_dir)
-    t0 = time.perf_counter()
-    result = reconcile(config, Period.parse(a.period), a.data)
-    result["seconds"] = time.perf_counter() - t0
-    a.out.write_text(json.dumps(result, indent=1))
+    reference_main(__doc__, reconcile, argv)
 
 
 if __name__ == "__main__":
