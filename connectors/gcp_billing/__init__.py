@@ -7,7 +7,9 @@ period is the rows whose ``invoice.month`` is that period, never a usage-time wi
 
 Local mode finds that layout on disk (``locate``). BigQuery mode (settings name ``project`` and
 ``dataset``) queries the month from the table and stages it in the same layout (``fetch``, in
-``remote.py``, imported only then), so both share one ``normalize_sql``.
+``remote.py``, imported only then), so both share one ``normalize_sql``. With ``pushdown: true``
+the month is summed in BigQuery first (``grain.py``); its schema.json then declares our
+``LINE_COUNT``, which says a snapshot holds sums, and how many rows each stands for.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import gzip
 import json
 import re
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -30,7 +33,7 @@ from connectors.base import (
     NativeRelation,
     NormalizeContext,
 )
-from connectors.gcp_billing import helpers
+from connectors.gcp_billing import grain, helpers
 from connectors.gcp_billing.settings import GcpBillingSettings
 from revshare.db import connect
 from revshare.periods import Period
@@ -49,7 +52,7 @@ class GcpBillingConnector(Connector):
         formats=("jsonl.gz",),
         restates=True,  # append-only corrections land in the open invoice month
         late_days=5,
-        pushdown=True,  # a warehouse: the BigQuery form filters the partition at the source
+        pushdown=True,  # BigQuery mode with ``pushdown: true``: summed in BigQuery (grain.py)
     )
     settings_model: ClassVar[type[ConnectorSettings]] = GcpBillingSettings
 
@@ -67,6 +70,41 @@ class GcpBillingConnector(Connector):
         from connectors.gcp_billing import remote  # the SDK loads only for a BigQuery pull
 
         return remote.pull(self, period, staging)
+
+    def fetch_lines(self, period: Period, staging: Path, sku_keys: Sequence[str]) -> Delivery:
+        """Pushdown: the month's export rows of ``sku_keys`` (x_SkuKey: the SKU description,
+        ``gcp:<cost_type>`` for rows without one), unaggregated, in a full pull's layout."""
+        if not self._settings.remote:
+            raise self.error("lines behind a pushdown need BigQuery (project and dataset)")
+        from connectors.gcp_billing import remote
+
+        return remote.pull(self, period, staging, tuple(sorted(set(sku_keys))))
+
+    def line_weights_sql(self, ctx: NormalizeContext) -> str | None:
+        """The records of a pushdown snapshot: each stands for LINE_COUNT export rows (its
+        credit lines too: every row of the group carries the same credit names)."""
+        columns = self._grain_columns(ctx)
+        if columns is None:
+            return None
+        return " UNION ALL ".join(
+            f"SELECT {lit(rel)} AS src_file, CAST(_row AS BIGINT) AS src_row, "
+            f"CAST(CAST({grain.LINE_COUNT} AS VARCHAR) AS BIGINT) AS n "
+            f"FROM ({helpers.read_sql(ctx.file(rel), columns)})"
+            for rel in ctx.files
+            if rel.endswith(".json.gz")
+        )
+
+    def _grain_columns(self, ctx: NormalizeContext) -> str | None:
+        """The read_json columns of a pushdown snapshot; None for export rows (or a schema
+        that cannot be read: normalize names that problem)."""
+        schemas = [f for f in ctx.files if f == "schema.json" or f.endswith("/schema.json")]
+        if len(schemas) != 1:
+            return None
+        try:
+            schema = json.loads(ctx.file(schemas[0]).read_text())
+            return helpers.columns_spec(schema) if grain.is_grain_schema(schema) else None
+        except (OSError, ValueError, helpers.SchemaProblem):
+            return None
 
     def locate(self, period: Period) -> Delivery:
         """The table's schema.json and every shard of the period's invoice-month partition."""
@@ -238,14 +276,17 @@ class GcpBillingConnector(Connector):
             except (OSError, ValueError, helpers.SchemaProblem):
                 columns = None
         spec = f", columns = {columns}" if columns else ""
+        # A pushdown snapshot's LINE_COUNT is ours, not Google's: not schema drift.
+        ours = f", {grain.LINE_COUNT}" if self._grain_columns(ctx) is not None else ""
         out = []
         for rel in (f for f in ctx.files if f.endswith(".json.gz")):
             if rel in ctx.decoded:  # the same records, parsed once (decode_sql)
-                sql = f"SELECT * EXCLUDE (_row) FROM ({ctx.read(rel, '')})"
+                sql = f"SELECT * EXCLUDE (_row{ours}) FROM ({ctx.read(rel, '')})"
                 out.append(NativeRelation("gcp_billing", rel, sql, columnar=True))
                 continue
             sql = (
-                f"SELECT * FROM read_json({lit(ctx.file(rel))}, format = 'newline_delimited', "
+                f"SELECT * {f'EXCLUDE ({ours[2:]}) ' if ours else ''}"
+                f"FROM read_json({lit(ctx.file(rel))}, format = 'newline_delimited', "
                 f"hive_partitioning = false, compression = 'gzip'{spec})"
             )
             out.append(NativeRelation("gcp_billing", rel, sql))

@@ -107,8 +107,10 @@ def _bound(value: datetime, kind: ParamType) -> date | datetime:
     return value
 
 
-def export_query(ref: str, period: Period, part: Partitioning, slack_days: int) -> ExportQuery:
-    """``SELECT *`` of one invoice month, nested RECORD/REPEATED columns as they are."""
+def month_filter(
+    period: Period, part: Partitioning, slack_days: int
+) -> tuple[list[str], list[Param]]:
+    """The WHERE terms (and their parameters) that select one invoice month, pruned."""
     params = [Param("invoice_month", "STRING", period.compact)]
     where = ["invoice.month = @invoice_month"]
     if part.column is not None:
@@ -119,5 +121,41 @@ def export_query(ref: str, period: Period, part: Partitioning, slack_days: int) 
         ]
         # Plain comparisons on the bare column: wrapping it in a function defeats pruning.
         where += [f"{part.column} >= @window_start", f"{part.column} < @window_end"]
+    return where, params
+
+
+def export_query(ref: str, period: Period, part: Partitioning, slack_days: int) -> ExportQuery:
+    """``SELECT *`` of one invoice month, nested RECORD/REPEATED columns as they are."""
+    where, params = month_filter(period, part, slack_days)
+    sql = f"SELECT * FROM {ref} WHERE " + " AND ".join(where)
+    return ExportQuery(sql, tuple(params))
+
+
+#: The prefix of the SKU key of rows without a SKU (tax, rounding error): the normalizer's
+#: x_SkuKey is ``coalesce(sku.description, 'gcp:' || cost_type)`` (``helpers.billing_sql``).
+NO_SKU = "gcp:"
+
+
+def lines_query(
+    ref: str, period: Period, part: Partitioning, slack_days: int, sku_keys: tuple[str, ...]
+) -> ExportQuery:
+    """Pushdown, after reconciling: ``SELECT *`` of the month's rows of ``sku_keys`` only (the
+    lines behind discrepancies), as the full pull gives them.
+
+    The normalizer's key, written without building it: the SKU description, or for a row
+    without one ``gcp:`` + its cost type. (The emulator the tests use drops every RECORD
+    column from ``SELECT *`` when the WHERE calls CONCAT.) Keys are STRING parameters, never
+    SQL text."""
+    where, params = month_filter(period, part, slack_days)
+    keys = tuple(sku_keys) or ("",)  # IN () is not SQL; no row has an empty key
+    types = tuple(k.removeprefix(NO_SKU) for k in keys if k.startswith(NO_SKU)) or ("",)
+    params += [Param(f"sku_{i}", "STRING", k) for i, k in enumerate(keys)]
+    params += [Param(f"cost_type_{i}", "STRING", t) for i, t in enumerate(types)]
+    in_keys = ", ".join(f"@sku_{i}" for i in range(len(keys)))
+    in_types = ", ".join(f"@cost_type_{i}" for i in range(len(types)))
+    where.append(
+        f"(sku.description IN ({in_keys}) "
+        f"OR (sku.description IS NULL AND cost_type IN ({in_types})))"
+    )
     sql = f"SELECT * FROM {ref} WHERE " + " AND ".join(where)
     return ExportQuery(sql, tuple(params))

@@ -14,6 +14,10 @@ What a pull does, and why:
    when google-cloud-bigquery-storage is installed and the endpoint is Google's, else REST
    pages. Then ``staging.lay_out`` writes the local extract layout.
 
+Pushdown (``pushdown: true``): step 3 runs ``grain.grain_query`` instead (the month summed in
+BigQuery; ``lay_out`` nests its flat rows back into export records), and after reconciling,
+``fetch_lines`` runs ``query.lines_query`` (the rows of some SKU keys, as a full pull gives them).
+
 Retries are ours, not the SDK's (its ``retry``/``job_retry`` are switched off), so one bounded
 policy covers every call and a permanent error costs one request: transient = connection
 errors, timeouts, 5xx, 429 and BigQuery's rateLimitExceeded/backendError reasons.
@@ -25,6 +29,7 @@ server); anonymous only for an ``http://`` emulator endpoint. No credential is e
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -40,11 +45,12 @@ from google.auth.credentials import AnonymousCredentials, Credentials
 from google.cloud import bigquery
 
 from connectors.base import Delivery
-from connectors.gcp_billing import query, staging
+from connectors.gcp_billing import grain, query, staging
 from connectors.gcp_billing.settings import GcpBillingSettings
 from revshare.errors import SourceError
 from revshare.periods import Period
 from revshare.retry import with_retries
+from revshare.store import file_digest
 
 if TYPE_CHECKING:
     from connectors.gcp_billing import GcpBillingConnector
@@ -85,7 +91,13 @@ def is_transient(exc: BaseException) -> bool:
 class _Puller:
     """One pull: the connector's settings, its error factory, one client, one staging dir."""
 
-    def __init__(self, connector: GcpBillingConnector, period: Period, staging_dir: Path) -> None:
+    def __init__(
+        self,
+        connector: GcpBillingConnector,
+        period: Period,
+        staging_dir: Path,
+        sku_keys: tuple[str, ...] | None = None,
+    ) -> None:
         settings = connector.settings
         assert isinstance(settings, GcpBillingSettings) and settings.remote
         assert settings.project is not None and settings.dataset is not None
@@ -95,6 +107,10 @@ class _Puller:
         self.period = period
         self.staging = staging_dir
         self.full_id = f"{self.project}.{self.dataset}.{self.table}"
+        #: Pushdown: the month summed in BigQuery (``grain``), or afterwards the rows of these
+        #: SKU keys only (the lines behind discrepancies).
+        self.sku_keys = sku_keys
+        self.grain = settings.pushdown and sku_keys is None
 
     # -- errors and retries ---------------------------------------------------------------
 
@@ -159,7 +175,7 @@ class _Puller:
         client = self._client(creds)
         table = self._table(client)
         part = self._partitioning(table)
-        q = query.export_query(ref, self.period, part, self.s.partition_slack_days)
+        q = self._query(ref, part)
         job = self.call(f"querying {self.full_id}", lambda: self._run_query(client, q))
         read_client = self._read_client(creds)
         spool = staging.spool_path(self.staging)
@@ -169,9 +185,13 @@ class _Puller:
         )
         if rows == 0:  # as the local form fails on a month without export files
             raise self.error(f"no rows for invoice month {self.period.compact} in {self.full_id}")
-        staged = staging.lay_out(
-            self.staging, self.table, self.period, [f.to_api_repr() for f in table.schema]
-        )
+        fields = [f.to_api_repr() for f in table.schema]
+        if self.grain:
+            staged = staging.lay_out(
+                self.staging, self.table, self.period, grain.grain_schema(fields), grain.nest_sql
+            )
+        else:
+            staged = staging.lay_out(self.staging, self.table, self.period, fields)
         log.info(
             "%s: pulled %d rows of %s for %s (%s bytes processed)",
             self.conn.source_name, staged.rows, self.full_id, self.period.compact,
@@ -183,6 +203,14 @@ class _Puller:
             f"bigquery:{self.full_id}:{self.period.compact}:rows={staged.rows}"
             f":last_export={staged.last_export_time}"
         )
+        if self.grain or self.sku_keys is not None:
+            # Sums, or a subset of rows: another delivery than the month's rows, so another
+            # snapshot, named by its content (the sorted layout makes the bytes depend on the
+            # rows only).
+            digest = hashlib.sha256()
+            for f in staged.files:
+                digest.update(f"{f.relpath}\0{file_digest(f.path)}\n".encode())
+            version = ("grain-sha256:" if self.grain else "lines-sha256:") + digest.hexdigest()
         return Delivery(
             files=staged.files,
             version=version,
@@ -197,8 +225,19 @@ class _Puller:
                 "job_id": job.job_id,
                 "bytes_processed": str(job.total_bytes_processed),
                 "read_api": "storage" if read_client is not None else "rest",
+                "pull": "grain" if self.grain else "lines" if self.sku_keys is not None else "rows",
+                "rows_pulled": str(rows),
             },
         )
+
+    def _query(self, ref: str, part: query.Partitioning) -> query.ExportQuery:
+        slack = self.s.partition_slack_days
+        if self.sku_keys is not None:
+            return query.lines_query(ref, self.period, part, slack, self.sku_keys)
+        if self.grain:
+            where, params = query.month_filter(self.period, part, slack)
+            return grain.grain_query(ref, where, params)
+        return query.export_query(ref, self.period, part, slack)
 
     def _credentials(self) -> Credentials:
         if self.s.emulator:
@@ -287,9 +326,17 @@ class _Puller:
         return rows.to_arrow_iterable(bqstorage_client=read_client)
 
 
-def pull(connector: GcpBillingConnector, period: Period, staging_dir: Path) -> Delivery:
-    """Query ``period``'s invoice month and stage it in the local extract layout."""
-    return _Puller(connector, period, staging_dir).run()
+def pull(
+    connector: GcpBillingConnector,
+    period: Period,
+    staging_dir: Path,
+    sku_keys: tuple[str, ...] | None = None,
+) -> Delivery:
+    """Query ``period``'s invoice month and stage it in the local extract layout.
+
+    With ``pushdown`` set: summed in BigQuery (``grain``), or, given ``sku_keys``, the rows of
+    those keys only (the lines behind discrepancies)."""
+    return _Puller(connector, period, staging_dir, sku_keys).run()
 
 
 def _brief(exc: BaseException) -> str:

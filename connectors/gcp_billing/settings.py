@@ -69,6 +69,12 @@ class GcpBillingSettings(ConnectorSettings):
     retry_attempts: int = Field(default=5, ge=1, le=20)
     #: First backoff delay in seconds; doubles per attempt (capped at 8 s), with jitter.
     retry_base_delay: float = Field(default=0.5, ge=0, le=60)
+    #: BigQuery mode only. Sum the month in BigQuery per UTC day and every field the
+    #: normalization reads, pull that, then after reconciliation pull the rows behind the
+    #: discrepancies only (``grain.py``, docs/scaling.md). Figures equal the full pull's (on
+    #: BigQuery's FLOAT64 text, see ``grain.py``); the hour and labels of a line that matched
+    #: are not pulled.
+    pushdown: bool = False
 
     @property
     def remote(self) -> bool:
@@ -121,4 +127,8 @@ class GcpBillingSettings(ConnectorSettings):
             raise ValueError("BigQuery mode needs both project and dataset (or neither)")
         if not self.remote and self.path is None:
             raise ValueError("local mode needs path (or set project and dataset for BigQuery)")
+        if not self.remote and self.pushdown:
+            raise ValueError(
+                "pushdown needs BigQuery (project and dataset): a local extract has no warehouse"
+            )
         return self

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,8 +73,12 @@ def lay_out(
     table: str,
     period: Period,
     schema_fields: Sequence[dict[str, Any]],
+    shape: Callable[[str], str] | None = None,
 ) -> Staged:
-    """Turn the spooled rows into ``schema.json`` plus sorted ``.json.gz`` shards."""
+    """Turn the spooled rows into ``schema.json`` plus sorted ``.json.gz`` shards.
+
+    ``shape`` turns the SELECT of the spooled rows into the SELECT of the export records
+    (pushdown: ``grain.nest_sql`` nests the flat grain result); None: the rows as pulled."""
     src = spool_path(staging)
     table_dir = staging / table
     part_rel = f"{table}/invoice_month={period.compact}"
@@ -86,9 +90,10 @@ def lay_out(
     con = connect(temp_dir=staging / SPOOL_DIR / "duckdb")
     try:
         # ORDER BY ALL: every column, nested ones included, so equal months sort equally.
-        con.execute(
-            f"CREATE TEMP TABLE pulled AS SELECT * FROM read_parquet({lit(src)}) ORDER BY ALL"
-        )
+        rows_sql = f"SELECT * FROM read_parquet({lit(src)})"
+        if shape is not None:
+            rows_sql = shape(rows_sql)
+        con.execute(f"CREATE TEMP TABLE pulled AS SELECT * FROM ({rows_sql}) ORDER BY ALL")
         names = {r[0] for r in con.execute("DESCRIBE pulled").fetchall()}
         last = "max(export_time)" if "export_time" in names else "NULL"
         row = con.execute(f"SELECT count(*), CAST({last} AS VARCHAR) FROM pulled").fetchone()

@@ -10,6 +10,7 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pydantic
 import pytest
 
@@ -440,3 +441,78 @@ def test_export_query_is_parameterized_and_pruned() -> None:
     assert flat.sql.endswith("WHERE invoice.month = @invoice_month") and len(flat.params) == 1
     with pytest.raises(query.BadName):
         query.partitioning("cost", True, "FLOAT")
+
+
+# -- pushdown (pushdown: true; the BigQuery side runs in tests/cloud/test_pushdown_bigquery.py) --
+
+
+def test_pushdown_settings_and_lines_query() -> None:
+    from connectors.gcp_billing import query
+
+    bq = {"project": "my-billing-project", "dataset": "billing_export"}
+    assert GcpBillingSettings(type="gcp_billing", table=TABLE, pushdown=True, **bq).pushdown
+    with pytest.raises(pydantic.ValidationError, match="pushdown needs BigQuery"):
+        GcpBillingSettings(type="gcp_billing", table=TABLE, path="p", pushdown=True)
+    ref = query.table_ref(bq["project"], bq["dataset"], TABLE)
+    flat = query.partitioning(None, False, None)
+    q = query.lines_query(ref, P, flat, 10, ("gcp:tax", IN_70B))
+    # x_SkuKey is the SKU description, or gcp:<cost_type> for a row without one.
+    assert q.sql.endswith(
+        "AND (sku.description IN (@sku_0, @sku_1) "
+        "OR (sku.description IS NULL AND cost_type IN (@cost_type_0)))"
+    )
+    assert [(p.name, p.value) for p in q.params[1:]] == [
+        ("sku_0", "gcp:tax"), ("sku_1", IN_70B), ("cost_type_0", "tax")
+    ]  # fmt: skip
+    none = query.lines_query(ref, P, flat, 10, (IN_70B,))
+    assert "cost_type IN (@cost_type_0)" in none.sql and none.params[-1].value == ""
+
+
+def _grain_row(**kw: object) -> dict:
+    keys = {"billing_account_id": "01A2B3-C4D5E6-F7A8B9", "service_id": "S", "service_description":
+            "Vertex AI", "sku_id": "K", "sku_description": IN_70B, "project_id": "p",
+            "project_name": "P", "location_location": "us-central1", "location_region":
+            "us-central1", "location_zone": None, "currency": "USD", "invoice_month": "202505",
+            "cost_type": "regular", "adjustment_description": None, "usage_unit": "count",
+            "usage_pricing_unit": "count", "transaction_type": "GOOGLE", "seller_name": None,
+            "usage_day": date(2025, 5, 3), "credit_names": "Promo"}  # fmt: skip
+    start = datetime(2025, 5, 3, 1, tzinfo=UTC)
+    row = {"kind": "row", "usage_start_time": start, "usage_end_time": start + timedelta(hours=5),
+           "export_time": start + timedelta(hours=9), "cost": "1234.567890123001",
+           "cost_at_list": "1234.567890123001", "usage_amount": "1073537296.0000000000",
+           "usage_amount_in_pricing_units": "1073537296", "line_count": 7, "credit_name": None,
+           "credit_full_name": None, "credit_type": None, "credit_amount": None}  # fmt: skip
+    return {**keys, **row, **kw}
+
+
+def test_grain_result_is_laid_out_as_the_export(tmp_path: Path) -> None:
+    """The flat grain result (as BigQuery returns it) nests back into export records: exact
+    sums, credits under their group, LINE_COUNT as each record's weight, not schema drift."""
+    from connectors.gcp_billing import grain, staging
+
+    credit = _grain_row(kind="credit", usage_start_time=None, usage_end_time=None,
+                        export_time=None, cost=None, cost_at_list=None, usage_amount=None,
+                        usage_amount_in_pricing_units=None, line_count=None, credit_name="Promo",
+                        credit_full_name="Promotion", credit_type="PROMOTION",
+                        credit_amount="-0.000000000001")  # fmt: skip
+    plain = _grain_row(credit_names="", cost="0.000000000001", line_count=2)
+    spool = staging.spool_path(tmp_path)
+    spool.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([_grain_row(), credit, plain]), spool)
+    staged = staging.lay_out(tmp_path, TABLE, P, grain.grain_schema(writer.BQ_SCHEMA),
+                             grain.nest_sql)  # fmt: skip
+    assert staged.rows == 2 and not spool.exists()
+    files = tuple(sorted(f.relpath for f in staged.files))
+    settings = GcpBillingSettings(type="gcp_billing", path=str(tmp_path), table=TABLE)
+    conn = GcpBillingConnector(settings, data_dir=tmp_path, source_name="gcp/billing")
+    ctx = NormalizeContext("gcp", P, "snap", tmp_path, files)
+    lines = connect().sql(conn.normalize_sql(ctx)).to_arrow_table().to_pylist()
+    got = sorted((r["ChargeCategory"], r["BilledCost"], r["x_SourceRow"]) for r in lines)
+    assert got == [("Credit", D("-0.000000000001"), 2), ("Usage", D("0.000000000001"), 1),
+                   ("Usage", D("1234.567890123001"), 2)]  # fmt: skip
+    assert {r["PricingQuantity"] for r in lines} == {D(1073537296), None}
+    weights = connect().sql(conn.line_weights_sql(ctx)).fetchall()
+    assert sorted(weights) == [(files[0], 1, 2), (files[0], 2, 7)]
+    (rel,) = conn.native_relations(ctx)
+    assert "LINE_COUNT" not in connect().sql(rel.sql).columns
+    assert grain.is_grain_schema(json.loads((tmp_path / files[1]).read_text()))
