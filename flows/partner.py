@@ -70,7 +70,7 @@ def reconcile_task(
     else:
         con.register("_empty", BILLING_SCHEMA.empty_table())
         con.execute("CREATE VIEW prev_billing AS SELECT * FROM _empty")
-    return reconcile_partner(con, config, partner, period)
+    return reconcile_partner(con, config, partner, period, paths.partner_results(partner))
 
 
 def _params(partner: str, period: Period, config: Config, connector: Connector) -> dict:
@@ -214,7 +214,10 @@ def statement_only_task(
     prev = str(period.prev())
     rows = ledger_reads.reported_history(warehouse, prev, partner)
     history = None if rows is None else statement_only.History(prev, rows)
-    return statement_only.check_partner(con, config, partner, period, history=history, probe=probe)
+    out = paths.partner_results(partner)
+    return statement_only.check_partner(
+        con, config, partner, period, history=history, probe=probe, out=out
+    )
 
 
 def _statement_only(

@@ -18,6 +18,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from connectors.base import Connector, NormalizeContext
+from revshare import lines as line_files
 from revshare import pushdown
 from revshare.config import Config, Settings
 from revshare.periods import Period
@@ -75,6 +76,7 @@ def lines_behind_task(
         statements=paths.canonical(pid, "statement"),
         categories=list(config.contract_for(pid, period).charge_categories),
         by_region=config.matching.for_partner(pid).by_region,
+        lines_out=paths.partner_results(pid) / f"pushdown.{line_files.BEHIND}",
     )
 
 

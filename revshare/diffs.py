@@ -6,9 +6,12 @@ statement lines, the source's own line id for billing lines.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pyarrow as pa
 
+from revshare import lines as line_files
 from revshare.discrepancies import Kind
 from revshare.schema import MONEY_SQL, QUANTITY_SQL
 
@@ -81,7 +84,7 @@ def revision_diff(con: duckdb.DuckDBPyConnection) -> pa.Table:
     return con.execute(REVISION_DIFF_SQL).to_arrow_table()
 
 
-def restatement_diff(con: duckdb.DuckDBPyConnection) -> pa.Table:
+def restatement_diff(con: duckdb.DuckDBPyConnection, out: Path) -> Path:
     """Counted billing lines added, removed or changed behind each restatement (needs
-    ``_grain`` and ``_categories``)."""
-    return con.execute(RESTATEMENT_DIFF_SQL).to_arrow_table()
+    ``_grain`` and ``_categories``), into ``out``: a restated month can change every line."""
+    return line_files.copy(con, RESTATEMENT_DIFF_SQL, out)

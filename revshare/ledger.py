@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from revshare.db import connect
 from revshare.ledger_reads import INTERRUPTED, RUNNING, _resolve_run_id, _retry_locked
+from revshare.sqlutil import lit
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -49,8 +50,11 @@ def _con(path: Path):
     return con
 
 
-def record_run(path: Path, run: dict, sources: list[dict], tables: dict[str, pa.Table]) -> None:
-    """Append one run, its sources and its result tables, in one transaction."""
+def record_run(
+    path: Path, run: dict, sources: list[dict], tables: dict[str, pa.Table | Path]
+) -> None:
+    """Append one run, its sources and its result tables, in one transaction. A table given
+    as a Parquet file is streamed from it (the lines behind discrepancies can be millions)."""
     con = _con(path)
     con.execute("BEGIN")
     # OR REPLACE: the run's own ``running`` row (record_start) becomes its outcome.
@@ -66,7 +70,10 @@ def record_run(path: Path, run: dict, sources: list[dict], tables: dict[str, pa.
             [run["run_id"]],
         )
     for name, table in tables.items():
-        con.register("_t", table)
+        if isinstance(table, Path):
+            con.execute(f"CREATE TEMP VIEW _t AS SELECT * FROM read_parquet({lit(table)})")
+        else:
+            con.register("_t", table)
         exists = con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
         ).fetchone()[0]
@@ -76,7 +83,10 @@ def record_run(path: Path, run: dict, sources: list[dict], tables: dict[str, pa.
             )
         _add_new_columns(con, name)
         con.execute(f'INSERT INTO "{name}" BY NAME SELECT ? AS run_id, * FROM _t', [run["run_id"]])
-        con.unregister("_t")
+        if isinstance(table, Path):
+            con.execute("DROP VIEW _t")
+        else:
+            con.unregister("_t")
     con.execute("COMMIT")
     con.close()
 

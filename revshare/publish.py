@@ -20,6 +20,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from revshare import __version__, ledger, ledger_reads, packets
+from revshare import lines as line_files
 from revshare.config import Config
 from revshare.db import connect
 from revshare.discrepancies import MATCHED, TITLES
@@ -28,9 +29,12 @@ from revshare.periods import Period
 from revshare.reconcile import PartnerResult
 from revshare.report import NO_BILLING, partner_figures, render_report, software_versions
 from revshare.runs import RunPaths
+from revshare.sqlutil import lit
 
 #: Lines per discrepancy shown in the HTML report; all of them are in the Parquet file.
 REPORT_LINES = 25
+#: Every line behind every discrepancy, and behind every restatement, under ``results/``.
+LINES_FILE, RESTATED_FILE = "discrepancy_lines.parquet", "restatement_diff.parquet"
 
 DISCREPANCY_COLUMNS = [
     "discrepancy_id", "period", "partner", "type", "model_id", "unit", "sku", "currency",
@@ -133,9 +137,8 @@ def publish(
     warehouse: Path | None,
 ) -> dict:
     grain = _concat([r.grain for r in results])
-    lines = _concat([r.lines for r in results])
+    lines = restated = None
     revisions = _concat([_tag(r.partner, r.revisions) for r in results])
-    restated = _concat([r.restated for r in results])
     discrepancies = None
     if grain is not None:
         con = connect()
@@ -146,15 +149,18 @@ def publish(
         ).to_arrow_table()
         _write_table(grain, paths.results / "reconciliation")
         _write_table(discrepancies, paths.results / "discrepancies")
-        for name, table in (
-            ("discrepancy_lines", lines),
-            ("statement_revisions", revisions),
-            ("restatement_diff", restated),
-        ):
-            if table is not None:
-                _atomic_write(
-                    paths.results / f"{name}.parquet", lambda p, t=table: pq.write_table(t, p)
-                )
+        spill = paths.work / "spill"
+        lines = line_files.concat([r.lines for r in results], paths.results / LINES_FILE, spill)
+        restated = line_files.concat(
+            [r.restated for r in results if r.restated is not None],
+            paths.results / RESTATED_FILE,
+            spill,
+        )
+        if revisions is not None:
+            _atomic_write(
+                paths.results / "statement_revisions.parquet",
+                lambda p: pq.write_table(revisions, p),
+            )
     summary_rows = partner_summary(grain, outcomes)
     disc_rows = discrepancies.to_pylist() if discrepancies is not None else []
     finished = datetime.now(UTC)
@@ -183,12 +189,12 @@ def publish(
         grain=grain_rows,
         history=history,
         discrepancies=disc_rows,
-        lines=_lines_by_discrepancy(lines),
+        lines=_lines_by_discrepancy(lines, paths.work / "spill"),
         outcomes=outcomes,
         terms=[r.terms for r in results],
         checks=_checks(results),
         revisions=revisions.to_pylist() if revisions is not None else [],
-        restated=_restated_summary(restated),
+        restated=_restated_summary(restated, paths.work / "spill"),
     )
     packets.write_packets(
         paths.root / "packets",
@@ -219,15 +225,20 @@ def publish(
             )
         ),
     )
+    # Line files are read at their committed place: the commit renames the run's folder.
+    line_tables = {
+        name: file for name, file, written in (
+            ("discrepancy_lines", LINES_FILE, lines),
+            ("restatement_diff", RESTATED_FILE, restated),
+        ) if line_files.count(written)
+    }  # fmt: skip
     paths.commit()  # the run is complete: make it visible in one rename
     if warehouse is not None:
-        named = {
-            "reconciliation": grain,
-            "discrepancy_lines": lines,
-            "statement_revisions": revisions,
-            "restatement_diff": restated,
+        named = {"reconciliation": grain, "statement_revisions": revisions}
+        tables: dict[str, pa.Table | Path] = {
+            k: v for k, v in named.items() if v is not None and v.num_rows
         }
-        tables = {k: v for k, v in named.items() if v is not None and v.num_rows}
+        tables |= {name: paths.results / file for name, file in line_tables.items()}
         ledger.record_run(
             warehouse,
             {
@@ -263,43 +274,55 @@ def publish(
     }
 
 
-def _lines_by_discrepancy(lines: pa.Table | None) -> dict[str, dict]:
+def _lines_by_discrepancy(lines: Path | None, temp_dir: Path) -> dict[str, dict]:
     """The first REPORT_LINES lines of each discrepancy (largest first), and the count."""
-    if lines is None or not lines.num_rows:
+    if not line_files.count(lines):
         return {}
-    con = connect()
-    con.register("l", lines)
-    rows = (
-        con.execute(f"""
-        SELECT *, count(*) OVER (PARTITION BY discrepancy_id) AS total FROM l
-        QUALIFY row_number() OVER (PARTITION BY discrepancy_id
-            ORDER BY side DESC, abs(amount) DESC, source_file, source_row) <= {REPORT_LINES}
-        ORDER BY discrepancy_id, side DESC, abs(amount) DESC, source_file, source_row
-        """)
-        .to_arrow_table()
-        .to_pylist()
-    )
+    con = connect(temp_dir=temp_dir)
+    try:
+        rows = con.execute(f"""
+            SELECT *, count(*) OVER (PARTITION BY discrepancy_id) AS total
+            FROM read_parquet({lit(lines)})
+            QUALIFY row_number() OVER (PARTITION BY discrepancy_id
+                ORDER BY side DESC, abs(amount) DESC, source_file, source_row) <= {REPORT_LINES}
+            ORDER BY discrepancy_id, side DESC, abs(amount) DESC, source_file, source_row
+            """).fetchall()
+        names = [d[0] for d in con.description]
+    finally:
+        con.close()
     out: dict[str, dict] = {}
-    for r in rows:
+    for r in (dict(zip(names, row, strict=True)) for row in rows):
         entry = out.setdefault(r["discrepancy_id"], {"total": r["total"], "rows": []})
         entry["rows"].append(r)
     return out
 
 
-def _restated_summary(restated: pa.Table | None) -> dict[str, dict]:
+def _restated_summary(restated: Path | None, temp_dir: Path) -> dict[str, dict]:
     """Per restatement: lines added/removed/changed, the money moved, and the first lines."""
-    if restated is None or not restated.num_rows:
+    if not line_files.count(restated):
         return {}
-    out: dict[str, dict] = {}
-    for r in restated.to_pylist():
-        e = out.setdefault(
-            r["discrepancy_id"],
-            {"added": 0, "removed": 0, "changed": 0, "delta": Decimal(0), "rows": []},
-        )
-        e[r["change"]] += 1
-        e["delta"] += (r["new_cost"] or 0) - (r["old_cost"] or 0)
-        if len(e["rows"]) < REPORT_LINES:
-            e["rows"].append(r)
+    con = connect(temp_dir=temp_dir)
+    try:
+        source = f"read_parquet({lit(restated)}, file_row_number = true)"
+        totals = con.execute(f"""
+            SELECT discrepancy_id, count(*) FILTER (change = 'added'),
+              count(*) FILTER (change = 'removed'), count(*) FILTER (change = 'changed'),
+              sum(coalesce(new_cost, 0) - coalesce(old_cost, 0))
+            FROM {source} GROUP BY discrepancy_id ORDER BY discrepancy_id""").fetchall()
+        first = con.execute(f"""
+            SELECT * EXCLUDE (file_row_number) FROM {source}
+            QUALIFY row_number() OVER (PARTITION BY discrepancy_id ORDER BY file_row_number)
+              <= {REPORT_LINES}
+            ORDER BY file_row_number""").fetchall()
+        names = [d[0] for d in con.description]
+    finally:
+        con.close()
+    out = {
+        d: {"added": a, "removed": r, "changed": c, "delta": delta, "rows": []}
+        for d, a, r, c, delta in totals
+    }
+    for row in (dict(zip(names, values, strict=True)) for values in first):
+        out[row["discrepancy_id"]]["rows"].append(row)
     return out
 
 

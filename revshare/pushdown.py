@@ -24,8 +24,8 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from revshare import lines as line_files
 from revshare.catalog import MAPPED, UNMAPPED
 from revshare.db import connect
 from revshare.discrepancies import Kind
@@ -36,8 +36,15 @@ from revshare.sqlutil import lit
 
 def sku_keys_behind(result: PartnerResult) -> list[str]:
     """The SKU keys of the (aggregated) billing lines behind the discrepancies, sorted."""
-    billing = result.lines.filter(pc.equal(result.lines["side"], "billing"))
-    return sorted({k for k in billing["sku"].to_pylist() if k is not None})
+    con = connect()
+    try:
+        rows = con.execute(
+            f"SELECT DISTINCT sku FROM read_parquet({lit(result.lines)}) "
+            "WHERE side = 'billing' AND sku IS NOT NULL ORDER BY sku"
+        ).fetchall()
+    finally:
+        con.close()
+    return [r[0] for r in rows]
 
 
 def _categories(con: duckdb.DuckDBPyConnection, categories: list[str]) -> None:
@@ -87,22 +94,26 @@ def line_counts(
 
 
 def lines_behind(
-    result: PartnerResult, detail: Path | None, statements: Path, categories: list[str]
-) -> pa.Table:
-    """The lines behind each discrepancy, billing side from the re-pulled native rows
-    (``detail``, canonical and mapped; None when no discrepancy has billing lines)."""
-    if detail is None:  # nothing to re-pull: only the statement side is behind them
-        return result.lines.filter(pc.equal(result.lines["side"], "statement"))
+    result: PartnerResult,
+    detail: Path | None,
+    statements: Path,
+    categories: list[str],
+    out: Path,
+) -> Path:
+    """The lines behind each discrepancy into ``out``, billing side from the re-pulled native
+    rows (``detail``, canonical and mapped; None when no discrepancy has billing lines)."""
     con = connect()
     try:
+        if detail is None:  # nothing to re-pull: only the statement side is behind them
+            sql = f"SELECT * FROM read_parquet({lit(result.lines)}) WHERE side = 'statement'"
+            return line_files.write(con, sql, out)
         _categories(con, categories)
         con.register("_grain", result.grain)
         con.execute(f"CREATE VIEW billing AS SELECT * FROM read_parquet({lit(detail)})")
         con.execute(f"CREATE VIEW statements AS SELECT * FROM read_parquet({lit(statements)})")
-        lines = con.execute(LINES_SQL + " ORDER BY ALL").to_arrow_table()
+        return line_files.write(con, LINES_SQL, out)
     finally:
         con.close()
-    return lines.cast(result.lines.schema)
 
 
 def refine(
@@ -114,7 +125,10 @@ def refine(
     statements: Path,
     categories: list[str],
     by_region: bool,
+    lines_out: Path,
 ) -> PartnerResult:
-    """The result of a pushdown reconciliation, with line counts and lines behind restored."""
+    """The result of a pushdown reconciliation, with line counts and the lines behind
+    (written to ``lines_out``) restored."""
     grain = line_counts(result.grain, billing, weights_sql, categories, by_region)
-    return replace(result, grain=grain, lines=lines_behind(result, detail, statements, categories))
+    lines = lines_behind(result, detail, statements, categories, lines_out)
+    return replace(result, grain=grain, lines=lines)

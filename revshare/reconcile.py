@@ -18,10 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
+from revshare import lines as line_files
 from revshare import terms
 from revshare.catalog import MAPPED, UNMAPPED
 from revshare.config import Config
@@ -44,10 +46,13 @@ from revshare.schema import MONEY_SQL, RATE_SQL
 class PartnerResult:
     partner: str
     grain: pa.Table  # one row per (model, unit) and per unmapped SKU, matched or not
-    lines: pa.Table  # billing and statement lines behind every discrepancy
+    #: Parquet file of the billing and statement lines behind every discrepancy (revshare.lines)
+    lines: Path
     terms: dict  # the contract terms as applied (rule, blended rate, guarantee, FX policy)
     revisions: pa.Table  # statement lines changed since the previous revision
-    restated: pa.Table  # billing lines added/removed/changed behind each restatement
+    #: Parquet file of the billing lines added/removed/changed behind each restatement; None
+    #: for a partner without a billing export.
+    restated: Path | None
     #: Statement-only partners: each check family, whether it applied and how it came out.
     checks: tuple[dict, ...] = ()
 
@@ -156,11 +161,16 @@ def lit_money(x: Decimal | None) -> str:
 
 
 def reconcile_partner(
-    con: duckdb.DuckDBPyConnection, config: Config, partner: str, period: Period
+    con: duckdb.DuckDBPyConnection,
+    config: Config,
+    partner: str,
+    period: Period,
+    out: Path,
 ) -> PartnerResult:
     """Reconcile the views ``billing``, ``statements`` and ``prev_billing`` (each one
     partner's canonical rows; ``prev_billing`` empty unless an earlier run used another
-    billing snapshot). Returns the grain table and the lines behind each discrepancy."""
+    billing snapshot). Returns the grain table; the lines behind each discrepancy and behind
+    each restatement are written to files in the folder ``out``."""
     shown = _terms(con, config, partner, period)
     rules = config.matching.for_partner(partner)
     shown["matching"] = rules.describe()
@@ -183,8 +193,9 @@ def reconcile_partner(
         for r in grain.select(_EXPLAIN_COLUMNS).to_pylist()
     ]
     grain = conform(grain.append_column("explanation", pa.array(explanations, pa.string())))
-    lines = con.execute(LINES_SQL + " ORDER BY ALL").to_arrow_table()
-    return PartnerResult(partner, grain, lines, shown, revision_diff(con), restatement_diff(con))
+    lines = line_files.write(con, LINES_SQL, out / line_files.BEHIND)
+    restated = restatement_diff(con, out / line_files.RESTATED)
+    return PartnerResult(partner, grain, lines, shown, revision_diff(con), restated)
 
 
 _EXPLAIN_COLUMNS = [

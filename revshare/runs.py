@@ -76,6 +76,10 @@ class RunPaths:
     def canonical(self, partner: str, kind: str) -> Path:
         return self.work / f"{partner}.{kind}.parquet"
 
+    def partner_results(self, partner: str) -> Path:
+        """Where a partner's reconcile writes the line files of its result (revshare.lines)."""
+        return self.work / f"{partner}.results"
+
     @property
     def validation(self) -> Path:
         return self.root / "validation"

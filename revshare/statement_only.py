@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from revshare import lines as line_files
 from revshare import terms
 from revshare.config import Config
 from revshare.diffs import revision_diff
@@ -83,9 +85,11 @@ def check_partner(
     *,
     history: History | None,
     probe: bool,
+    out: Path,
 ) -> PartnerResult:
     """Check the view ``statements`` (and ``probe``, canonical billing rows of the licensor's
-    own usage, when ``probe``) for a statement-only partner."""
+    own usage, when ``probe``) for a statement-only partner; the lines behind each finding
+    are written to a file in the folder ``out``."""
     c = config.contract_for(partner, period)
     register_statement_fx(con, config, period, c)
     revenue = con.execute(REVENUE_SQL).fetchone()[0]
@@ -123,7 +127,7 @@ def check_partner(
     explanations = [explain(r) if r["type"] != MATCHED else "" for r in table.to_pylist()]
     table = conform(table.append_column("explanation", pa.array(explanations, pa.string())))
     con.register("_grain", table)
-    lines = con.execute(LINES_SQL + " ORDER BY ALL").to_arrow_table()
+    lines = line_files.write(con, LINES_SQL, out / line_files.BEHIND)
     shown = {
         "partner": partner,
         "rule": terms.describe(c),
@@ -138,8 +142,7 @@ def check_partner(
         "matching": "statement only: no billing export",
     }
     checks = _checks(table.to_pylist(), grain, c.models, history, probe, probe_rows)
-    empty = pa.table({})
-    return PartnerResult(partner, table, lines, shown, revision_diff(con), empty, tuple(checks))
+    return PartnerResult(partner, table, lines, shown, revision_diff(con), None, tuple(checks))
 
 
 def _probe_rows(

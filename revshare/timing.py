@@ -2,16 +2,20 @@
 
 ``with stage("normalize", partner="aws", kind="billing"):`` measures the block. When the
 environment names a file in ``REVSHARE_TIMINGS``, each finished stage appends one JSON line
-to it (``{"stage", "seconds", ...labels}``): the bench runs the flow in a subprocess and
-reads the file afterwards, and lines appended by several processes (a Dask fan-out) or threads
-still add up, because each line is written whole with one ``write`` in append mode. Without
-the variable a stage costs one clock read and nothing is written.
+to it (``{"stage", "seconds", "peak_rss_bytes", ...labels}``): the bench runs the flow in a
+subprocess and reads the file afterwards, and lines appended by several processes (a Dask
+fan-out) or threads still add up, because each line is written whole with one ``write`` in
+append mode. Without the variable a stage costs one clock read and nothing is written.
+
+``peak_rss_bytes`` is the process's memory high-water mark when the stage ended; it only
+grows, so the first stage that reaches a process's peak is the one that set it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import threading
 import time
 from collections.abc import Iterator
@@ -37,7 +41,8 @@ def record(name: str, seconds: float, **labels: str) -> None:
     """Record a stage timed elsewhere (where wrapping the code in ``stage`` is awkward)."""
     target = os.environ.get(ENV)
     if target:
-        line = json.dumps({"stage": name, "seconds": seconds, **labels})
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kilobytes
+        line = json.dumps({"stage": name, "seconds": seconds, "peak_rss_bytes": peak, **labels})
         with _lock, open(target, "a", encoding="utf-8") as f:
             f.write(line + "\n")
 
@@ -55,3 +60,16 @@ def totals(records: list[dict]) -> dict[str, float]:
     for r in records:
         out[r["stage"]] = out.get(r["stage"], 0.0) + float(r["seconds"])
     return out
+
+
+def peak_stage(records: list[dict]) -> str | None:
+    """The first stage (with its labels) whose record shows the largest high-water mark: the
+    stage during which the recording process reached its peak memory."""
+    marked = [r for r in records if r.get("peak_rss_bytes")]
+    if not marked:
+        return None
+    top = max(r["peak_rss_bytes"] for r in marked)
+    r = next(r for r in marked if r["peak_rss_bytes"] == top)
+    fixed = ("stage", "seconds", "peak_rss_bytes")
+    labels = "/".join(str(v) for k, v in r.items() if k not in fixed)
+    return f"{r['stage']} {labels}".strip()

@@ -72,6 +72,15 @@ def markdown(runs: list[dict]) -> str:
             f"{r['rows_per_source']:,}", *(_s(st.get(k, 0.0)) for k, _ in _STAGES),
             _s(r["pipeline"]["wall_seconds"]),
         ]) + " |")  # fmt: skip
+    lines.append("")
+    for r in runs:
+        p = r["pipeline"]
+        if p.get("peak_rss_stage"):
+            lines.append(
+                f"- {r['rows_per_source']:,} per source: the flow's own process peaked at "
+                f"{_gb(p['peak_rss_main_bytes'])} GB, first reached during "
+                f"`{p['peak_rss_stage']}`."
+            )
     lines += [
         "",
         "Wall seconds of each process from start to exit (the pipeline's include starting "

@@ -135,7 +135,8 @@ def bench(
     run_dir = _latest_run(home)
     if run_dir is None:
         raise RuntimeError(f"the pipeline wrote no results; see {logs / 'pipeline.log'}")
-    stages = timing.totals(timing.read(stamps))
+    records = timing.read(stamps)
+    stages = timing.totals(records)
     stages["other"] = max(pipe.wall_seconds - sum(stages.values()), 0.0)
     grain = pipeline_grain(run_dir)
     validation = sum(v for k, v in stages.items() if k.startswith("validate"))
@@ -143,6 +144,7 @@ def bench(
         **pipe.as_dict(), "stages": stages, "statuses": _statuses(run_dir),
         "lines_per_second": result["lines_total"] / pipe.wall_seconds,
         "validation_share": validation / pipe.wall_seconds, "grain": grain,
+        "peak_rss_stage": timing.peak_stage(records),
     }  # fmt: skip
     for ref, module in (("limit", "revshare.bench.limit"), ("pandas", "revshare.bench.pandas_way")):
         if ref not in references:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import openpyxl
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from revshare import lines as line_files
 from revshare.packets import SHEET_LINES, neutralize, write_packet
 from revshare.report import partner_figures
 from tests.report.conftest import PLANTED, Runs
@@ -99,8 +101,9 @@ def test_hostile_text_in_sku_file_and_statement_is_inert(tmp_path: Path) -> None
     partner = partner_figures(grain, [_Outcome()])[0]
     # JPY has no minor unit: half-even to whole yen (150.5 -> 150, 2.5 -> 2, 3.5 -> 4).
     assert partner["expected_share"] == Decimal(152) and partner["amount"] == Decimal(-149)
+    pq.write_table(lines, tmp_path / "lines.parquet")
     files = write_packet(tmp_path, period="2026-10", run_id="r", partner=partner, grain=grain,
-                         lines=lines)  # fmt: skip
+                         lines=tmp_path / "lines.parquet")  # fmt: skip
     xlsx = files[0]
     _no_formulas(xlsx)
     wb = openpyxl.load_workbook(xlsx)
@@ -131,9 +134,11 @@ def test_neutralize() -> None:
     assert neutralize("llama-3.1-8b") == "llama-3.1-8b"
 
 
-def test_sheet_is_capped_and_the_csv_has_every_line(tmp_path: Path) -> None:
+def test_sheet_is_capped_and_the_csv_has_every_line(tmp_path: Path, monkeypatch) -> None:
     """Over the cap the sheet shows SHEET_LINES lines in order and a note; the CSV (written by
-    DuckDB) has every line, formula-like SKUs neutralized, amounts rounded as numbers."""
+    DuckDB) has every line, formula-like SKUs neutralized, amounts rounded as numbers. The
+    lines are read in slices smaller than the sheet's cap, so the cut falls inside one."""
+    monkeypatch.setattr(line_files, "BATCH_ROWS", 999)
     grain = [
         {"partner": "acme", "period": "2026-10", "type": "unmapped_sku", "sku": HOSTILE_SKU,
          "currency": "USD", "billed_revenue": Decimal(1), "expected_share": Decimal(1),
@@ -149,8 +154,9 @@ def test_sheet_is_capped_and_the_csv_has_every_line(tmp_path: Path) -> None:
         "currency": ["USD"] * (n + 1),
     })  # fmt: skip
     partner = partner_figures(grain, [_Outcome()])[0]
+    pq.write_table(lines, tmp_path / "lines.parquet", row_group_size=2_500)
     xlsx, _, csv_path = write_packet(tmp_path, period="2026-10", run_id="r", partner=partner,
-                                     grain=grain, lines=lines)  # fmt: skip
+                                     grain=grain, lines=tmp_path / "lines.parquet")  # fmt: skip
     wb = openpyxl.load_workbook(xlsx, read_only=True)
     rows = list(wb["Supporting lines"].iter_rows(values_only=True))
     assert len(rows) == 1 + SHEET_LINES + 1  # header, the capped lines, the note

@@ -73,8 +73,26 @@ def test_json_and_markdown_have_every_field(measured: tuple[Path, dict]) -> None
         assert m["peak_rss_tree_bytes"] >= m["peak_rss_main_bytes"] > 10_000_000
         assert len(m["load_before"]) == 3
     assert set(run["ratios"]) == {"pipeline_over_limit", "pandas_over_pipeline"}
+    # The stage during which the flow's process reached its peak, from the stage records.
+    assert p["peak_rss_stage"].split()[0] in {*STAGES, "publish", "lock_wait"}
     md = (out / "bench.md").read_text()
     assert "| 2,000 |" in md and "pipeline / limit" in md and "validate native" in md
+    assert f"first reached during `{p['peak_rss_stage']}`" in md
+
+
+def test_peak_stage_is_the_first_to_reach_the_high_water_mark(tmp_path: Path, monkeypatch) -> None:
+    from revshare import timing
+
+    monkeypatch.setenv(timing.ENV, str(tmp_path / "t.jsonl"))
+    timing.record("extract", 1.0, partner="aws", kind="billing")
+    records = timing.read(tmp_path / "t.jsonl")
+    assert records[0]["peak_rss_bytes"] > 10_000_000  # this process's own high-water mark
+    marks = [("extract", 5), ("normalize", 9), ("reconcile", 9), ("publish", 7)]
+    records = [
+        {"stage": s, "seconds": 1.0, "peak_rss_bytes": b, "partner": "gcp"} for s, b in marks
+    ]
+    assert timing.peak_stage(records) == "normalize gcp"
+    assert timing.peak_stage([{"stage": "extract", "seconds": 1.0}]) is None
 
 
 def test_pandas_reference_equals_pipeline_grain(measured: tuple[Path, dict]) -> None:

@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -70,6 +71,20 @@ def stmt(
     }  # fmt: skip
 
 
+_OUT: list[Path] = []
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _out(tmp_path_factory: pytest.TempPathFactory) -> None:
+    _OUT[:] = [tmp_path_factory.mktemp("results")]
+
+
+def _out_dir() -> Path:
+    """Where a test's reconcile writes its line files (the helpers here have no tmp_path;
+    each reconcile replaces its files whole)."""
+    return _OUT[0]
+
+
 def run(
     billing: list[dict],
     statements: list[dict],
@@ -80,7 +95,7 @@ def run(
     con.register("billing", pa.Table.from_pylist(billing, schema=BILLING_SCHEMA))
     con.register("statements", pa.Table.from_pylist(statements, schema=STATEMENT_SCHEMA))
     con.register("prev_billing", pa.Table.from_pylist(prev or [], schema=BILLING_SCHEMA))
-    res = reconcile_partner(con, CONFIG, partner, P)
+    res = reconcile_partner(con, CONFIG, partner, P, _out_dir())
     return {(r["model_id"] or r["sku"], r["unit"]): r for r in res.grain.to_pylist()}
 
 
@@ -210,7 +225,7 @@ def run_with(config, billing, statements) -> dict[tuple, dict]:
     con.register("billing", pa.Table.from_pylist(billing, schema=BILLING_SCHEMA))
     con.register("statements", pa.Table.from_pylist(statements, schema=STATEMENT_SCHEMA))
     con.register("prev_billing", pa.Table.from_pylist([], schema=BILLING_SCHEMA))
-    res = reconcile_partner(con, config, "aws", P)
+    res = reconcile_partner(con, config, "aws", P, _out_dir())
     return {(r["model_id"] or r["sku"] or r["type"], r["unit"]): r for r in res.grain.to_pylist()}
 
 
@@ -300,7 +315,7 @@ def _result(billing, statements, prev=None):
     con.register("billing", pa.Table.from_pylist(billing, schema=BILLING_SCHEMA))
     con.register("statements", pa.Table.from_pylist(statements, schema=STATEMENT_SCHEMA))
     con.register("prev_billing", pa.Table.from_pylist(prev or [], schema=BILLING_SCHEMA))
-    return reconcile_partner(con, CONFIG, "aws", P)
+    return reconcile_partner(con, CONFIG, "aws", P, _out_dir())
 
 
 def test_latest_revision_is_reconciled_and_its_changes_are_listed() -> None:
@@ -328,7 +343,7 @@ def test_restatement_lists_the_billing_lines_that_changed() -> None:
     now = [BASE[0], changed, bill(M, IN, 500_000, "60.00", n=7, day=10)]
     res = _result(now, [stmt(M, IN, 2_000_000, "200.00", "30.00")], prev)
     assert res.grain.to_pylist()[0]["type"] == "restatement"
-    diff = {d["line_id"]: d for d in res.restated.to_pylist()}
+    diff = {d["line_id"]: d for d in pq.read_table(res.restated).to_pylist()}
     assert diff["l1"]["change"] == "changed" and diff["l1"]["old_cost"] == D(100)
     assert diff["l7"]["change"] == "added" and diff["l7"]["new_cost"] == D(60)
     assert "l0" not in diff
@@ -356,12 +371,12 @@ def test_matching_rules_are_data_region_grain_holds_each_region_to_its_billing()
     con.register("billing", pa.Table.from_pylist(billing, schema=BILLING_SCHEMA))
     con.register("statements", pa.Table.from_pylist(statement, schema=STATEMENT_SCHEMA))
     con.register("prev_billing", pa.Table.from_pylist([], schema=BILLING_SCHEMA))
-    res = reconcile_partner(con, cfg, "aws", P)
+    res = reconcile_partner(con, cfg, "aws", P, _out_dir())
     rows = {r["region"]: r for r in res.grain.to_pylist()}
     assert rows["r1"]["type"] == "quantity_mismatch" and rows["r1"]["amount"] == D(15)
     assert rows["r2"]["type"] == "missing_from_statement" and rows["r2"]["amount"] == D(-15)
     assert res.terms["matching"] == "grain by model, unit, region"
-    behind = res.lines.to_pylist()
+    behind = pq.read_table(res.lines).to_pylist()
     assert {b["region"] for b in behind if b["side"] == "billing"} == {"r1", "r2"}
     assert all(b["region"] == "r1" for b in behind if b["side"] == "statement")
 

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from connectors import build_connector
@@ -55,7 +56,8 @@ def _check(
         con.execute(f"CREATE VIEW probe AS SELECT * FROM read_parquet({lit(path)})")
     rows = ledger_reads.reported_history(warehouse, str(p.prev()), pid)
     history = None if rows is None else History(str(p.prev()), rows)
-    return check_partner(con, config, pid, p, history=history, probe=probe)
+    out = tmp / "results" / f"{pid}-{p}"
+    return check_partner(con, config, pid, p, history=history, probe=probe, out=out)
 
 
 def _record(warehouse: Path, p: Period, results: list[PartnerResult]) -> None:
@@ -145,7 +147,7 @@ def test_lines_behind_each_discrepancy_point_into_the_snapshots(checked: dict) -
     groq = checked["month"]["groq"]
     probe_id = next(r["discrepancy_id"] for r in _found(groq)
                     if r["type"] == "probe_usage_missing")  # fmt: skip
-    behind = [r for r in groq.lines.to_pylist() if r["discrepancy_id"] == probe_id]
+    behind = [r for r in pq.read_table(groq.lines).to_pylist() if r["discrepancy_id"] == probe_id]
     assert {r["side"] for r in behind} == {"probe"}
     assert len(behind) == 200  # the month's requests, not the one from the month before
     assert all(r["source_file"] == "probe-usage.csv" and r["source_row"] for r in behind)
