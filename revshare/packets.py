@@ -390,13 +390,14 @@ def write_packet(
 
 def write_packets(
     out: Path, *, period: str, run_id: str, partners: list[dict], grain: list[dict],
-    lines: Path | None,
+    lines: dict[str, Path],
 ) -> list[Path]:  # fmt: skip
-    """A packet for every reconciled partner with at least one discrepancy."""
+    """A packet for every reconciled partner with at least one discrepancy; ``lines`` is each
+    partner's own lines file (reading the run's joined file would scan every partner's)."""
     written: list[Path] = []
     for p in partners:
         if p.get("discrepancies"):
             rows = [r for r in grain if r["partner"] == p["partner"]]
             written += write_packet(out, period=period, run_id=run_id, partner=p, grain=rows,
-                                    lines=lines)  # fmt: skip
+                                    lines=lines.get(p["partner"]))  # fmt: skip
     return written

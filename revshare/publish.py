@@ -202,7 +202,7 @@ def publish(
         run_id=run_id,
         partners=partner_figures(grain_rows, outcomes),
         grain=grain_rows,
-        lines=lines,
+        lines={r.partner: r.lines for r in results},
     )
     _atomic_write(paths.report, lambda p: p.write_text(html))
     _atomic_write(
