@@ -27,6 +27,7 @@ from snowflake.connector import errors as sf
 from revshare.config import load_config
 from revshare.generate import generate
 from revshare.periods import Period
+from tests.cloud.pushdown_checks import assert_pushdown_equals_full_pull
 from tests.cloud.test_snowflake import FakeSnow, _sf_type
 
 pytestmark = pytest.mark.e2e
@@ -40,7 +41,6 @@ VIEWS = {
     "USAGE_IN_CURRENCY_DAILY": "ORGANIZATION_USAGE",
     "RATE_SHEET_DAILY": "ORGANIZATION_USAGE",
 }
-LINEAGE = ("snapshot_id", "source_file", "source_row", "line_id")
 
 
 def _seed(con: Any, unload: Path) -> int:
@@ -149,23 +149,7 @@ def test_pushdown_equals_full_pull(
         (checked,) = [v for v in manifest["validation"] if v["source"] == "snowflake/billing"]
         assert checked["clean"] and checked["warnings"] == 0, checked["reason"]
 
-    full, push = runs[False], runs[True]
-    # The full pull finds Snowflake's planted discrepancies, and nothing else.
-    truth = json.loads((data / "ground_truth.json").read_text())["discrepancies"]
-    planted = {(d["type"], d["model"]) for d in truth if d["partner"] == "snowflake"}
-    found = pq.read_table(full / "discrepancies.parquet").to_pylist()
-    assert {(d["type"], d["model_id"]) for d in found} == planted and len(planted) >= 2
-    # Every column equal, billing line counts included; only the billing snapshot differs:
-    # the warehouse-side sums are another delivery, landed as a snapshot of their own.
-    for name in ("reconciliation.parquet", "discrepancies.parquet"):
-        a, b = pq.read_table(full / name), pq.read_table(push / name)
-        assert a.schema == b.schema and a.num_rows == b.num_rows, name
-        snaps = {*a["billing_snapshot"].to_pylist(), *b["billing_snapshot"].to_pylist()} - {None}
-        assert len(snaps) == 2, name
-        assert a.drop_columns(["billing_snapshot"]).equals(b.drop_columns(["billing_snapshot"]))
-    a = pq.read_table(full / "discrepancy_lines.parquet").drop_columns(list(LINEAGE))
-    b = pq.read_table(push / "discrepancy_lines.parquet").drop_columns(list(LINEAGE))
-    assert a.num_rows > 0 and a.equals(b)
+    assert_pushdown_equals_full_pull(runs[False], runs[True], data, "snowflake", same_order=True)
 
     full_rows = _landed_rows(tmp_path / "home-False", "billing")
     grain = _landed_rows(tmp_path / "home-True", "billing")

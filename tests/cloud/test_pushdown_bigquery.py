@@ -22,14 +22,13 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from revshare.config import load_config
 from revshare.generate import generate
 from revshare.periods import Period
+from tests.cloud.pushdown_checks import assert_pushdown_equals_full_pull
 from tests.cloud.test_gcp_bigquery import (  # noqa: F401 (emulator: a fixture)
     DATASET,
     PROJECT,
@@ -46,7 +45,6 @@ REPO = Path(__file__).resolve().parents[2]
 PERIOD = "2026-10"
 #: Rows the generator writes in all (the Google Cloud month holds about that many).
 ROWS = 10_000
-LINEAGE = ("snapshot_id", "source_file", "source_row", "line_id")
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +87,6 @@ def _records(files: Iterable[Path]) -> int:
     return n
 
 
-def _sorted(table: pa.Table) -> pa.Table:
-    return table.sort_by([(c, "ascending") for c in table.column_names])
-
-
 def test_pushdown_equals_full_pull(
     month: tuple[Emulator, Path],
     tmp_path: Path,
@@ -118,24 +112,7 @@ def test_pushdown_equals_full_pull(
         assert v["success"] and v["blocking"] == 0 and not v["errored"], v["reason"]
         assert [f["check"] for f in v["failures"]] == ["late_rows"], v["reason"]
 
-    full, push = runs[False], runs[True]
-    # The full pull finds Google Cloud's planted discrepancies, and nothing else.
-    truth = json.loads((data / "ground_truth.json").read_text())["discrepancies"]
-    planted = {(d["type"], d["model"]) for d in truth if d["partner"] == "gcp"}
-    found = pq.read_table(full / "discrepancies.parquet").to_pylist()
-    assert {(d["type"], d["model_id"]) for d in found} == planted and len(planted) >= 2
-    # Every column equal, billing line counts included; only the billing snapshot differs:
-    # the BigQuery-side sums are another delivery, landed as a snapshot of their own.
-    for name in ("reconciliation.parquet", "discrepancies.parquet"):
-        a, b = pq.read_table(full / name), pq.read_table(push / name)
-        assert a.schema == b.schema and a.num_rows == b.num_rows, name
-        snaps = {*a["billing_snapshot"].to_pylist(), *b["billing_snapshot"].to_pylist()} - {None}
-        assert len(snaps) == 2, name
-        assert a.drop_columns(["billing_snapshot"]).equals(b.drop_columns(["billing_snapshot"]))
-    a = pq.read_table(full / "discrepancy_lines.parquet").drop_columns(list(LINEAGE))
-    b = pq.read_table(push / "discrepancy_lines.parquet").drop_columns(list(LINEAGE))
-    assert a.num_rows > 0 and a.schema == b.schema
-    assert _sorted(a).equals(_sorted(b))
+    assert_pushdown_equals_full_pull(runs[False], runs[True], data, "gcp", same_order=False)
 
     full_rows = _landed_rows(tmp_path / "home-False", "billing")
     grain = _landed_rows(tmp_path / "home-True", "billing")
