@@ -53,7 +53,9 @@ class Capabilities:
 class ConnectorSettings(BaseModel):
     """Base for each connector's typed settings; ``type`` selects the connector."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A rejected value is never echoed (``input_value`` in pydantic's message): it may be a
+    # secret pasted into the wrong field.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
     type: str
 
 

@@ -14,12 +14,12 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from connectors.base import ConnectorSettings
+from connectors.settings_common import EnvName
 
 #: Snowflake's unquoted identifier rule (letters, digits, _ and $; not starting with a digit
 #: or $). Quoted identifiers could hold anything, so we accept only this form.
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,254}$")
 #: Environment variable names (POSIX portable form).
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 DEFAULT_USAGE_VIEW = "SNOWFLAKE.ORGANIZATION_USAGE.USAGE_IN_CURRENCY_DAILY"
 DEFAULT_RATE_VIEW = "SNOWFLAKE.ORGANIZATION_USAGE.RATE_SHEET_DAILY"
@@ -53,9 +53,9 @@ class SnowflakeUsageSettings(ConnectorSettings):
     # -- remote mode ----------------------------------------------------------------------
     account: str | None = None  # account identifier, e.g. "myorg-myaccount"
     user: str | None = None
-    password_env: str | None = None  # name of the env var holding the password
-    private_key_path_env: str | None = None  # env var holding the path of a PEM key (JWT)
-    private_key_passphrase_env: str | None = None  # env var holding the key's passphrase
+    password_env: EnvName | None = None  # name of the env var holding the password
+    private_key_path_env: EnvName | None = None  # env var holding the path of a PEM key (JWT)
+    private_key_passphrase_env: EnvName | None = None  # env var holding the key's passphrase
     role: str | None = None
     warehouse: str | None = None
     # Endpoint overrides, for the fakesnow emulator or a private link host.
@@ -96,13 +96,6 @@ class SnowflakeUsageSettings(ConnectorSettings):
     def _ident(cls, v: str | None) -> str | None:
         if v is not None and not IDENTIFIER.match(v):
             raise ValueError(f"not a plain Snowflake identifier: {v!r}")
-        return v
-
-    @field_validator("password_env", "private_key_path_env", "private_key_passphrase_env")
-    @classmethod
-    def _env(cls, v: str | None) -> str | None:
-        if v is not None and not _ENV_NAME.match(v):
-            raise ValueError(f"not an environment variable name: {v!r}")
         return v
 
     @model_validator(mode="after")

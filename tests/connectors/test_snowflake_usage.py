@@ -364,7 +364,7 @@ def test_remote_settings_choose_the_mode() -> None:
         ({"password_env": None}, "exactly one of"),
         ({"private_key_path_env": "SF_KEY"}, "exactly one of"),
         ({"user": None}, "needs `user`"),
-        ({"password_env": "NOT-A-VAR"}, "environment variable name"),
+        ({"password_env": "NOT-A-VAR"}, "NAME of an environment variable"),
         ({"account_locator": "XY12345"}, "both account_locator and region"),
     ],
 )
@@ -373,6 +373,24 @@ def test_remote_settings_are_validated(kw: dict[str, object], msg: str) -> None:
         _remote_settings(**kw)
     with pytest.raises(ValueError, match="`path`"):
         SnowflakeUsageSettings()
+
+
+def test_a_secret_pasted_as_an_env_var_name_is_never_echoed(tmp_path: Path) -> None:
+    """A password typed into ``password_env`` (a common slip) must not reach the error text:
+    neither pydantic's own message nor the quarantine reason the flow logs and reports."""
+    from pydantic import ValidationError
+
+    from connectors import build_connector
+    from revshare.config import SourceConfig
+
+    secret = "hunter2-Sn0wflake!"
+    with pytest.raises(ValidationError) as err:
+        _remote_settings(password_env=secret)
+    assert secret not in str(err.value)
+    src = SourceConfig(type="snowflake_usage", account="myorg-acct", user="R", password_env=secret)
+    with pytest.raises(SourceError) as quarantined:
+        build_connector(src, tmp_path, "snowflake/billing")
+    assert "password_env" in str(quarantined.value) and secret not in str(quarantined.value)
 
 
 def test_remote_queries_quote_names_and_bind_values() -> None:
