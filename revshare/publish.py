@@ -29,7 +29,7 @@ from revshare.periods import Period
 from revshare.reconcile import PartnerResult
 from revshare.report import NO_BILLING, partner_figures, render_report, software_versions
 from revshare.runs import RunPaths
-from revshare.sqlutil import lit
+from revshare.sqlutil import dict_rows, lit
 
 #: Lines per discrepancy shown in the HTML report; all of them are in the Parquet file.
 REPORT_LINES = 25
@@ -280,18 +280,20 @@ def _lines_by_discrepancy(lines: Path | None, temp_dir: Path) -> dict[str, dict]
         return {}
     con = connect(temp_dir=temp_dir)
     try:
-        rows = con.execute(f"""
+        rows = dict_rows(
+            con,
+            f"""
             SELECT *, count(*) OVER (PARTITION BY discrepancy_id) AS total
             FROM read_parquet({lit(lines)})
             QUALIFY row_number() OVER (PARTITION BY discrepancy_id
                 ORDER BY side DESC, abs(amount) DESC, source_file, source_row) <= {REPORT_LINES}
             ORDER BY discrepancy_id, side DESC, abs(amount) DESC, source_file, source_row
-            """).fetchall()
-        names = [d[0] for d in con.description]
+            """,
+        )
     finally:
         con.close()
     out: dict[str, dict] = {}
-    for r in (dict(zip(names, row, strict=True)) for row in rows):
+    for r in rows:
         entry = out.setdefault(r["discrepancy_id"], {"total": r["total"], "rows": []})
         entry["rows"].append(r)
     return out
@@ -309,19 +311,21 @@ def _restated_summary(restated: Path | None, temp_dir: Path) -> dict[str, dict]:
               count(*) FILTER (change = 'removed'), count(*) FILTER (change = 'changed'),
               sum(coalesce(new_cost, 0) - coalesce(old_cost, 0))
             FROM {source} GROUP BY discrepancy_id ORDER BY discrepancy_id""").fetchall()
-        first = con.execute(f"""
+        first = dict_rows(
+            con,
+            f"""
             SELECT * EXCLUDE (file_row_number) FROM {source}
             QUALIFY row_number() OVER (PARTITION BY discrepancy_id ORDER BY file_row_number)
               <= {REPORT_LINES}
-            ORDER BY file_row_number""").fetchall()
-        names = [d[0] for d in con.description]
+            ORDER BY file_row_number""",
+        )
     finally:
         con.close()
     out = {
         d: {"added": a, "removed": r, "changed": c, "delta": delta, "rows": []}
         for d, a, r, c, delta in totals
     }
-    for row in (dict(zip(names, values, strict=True)) for values in first):
+    for row in first:
         out[row["discrepancy_id"]]["rows"].append(row)
     return out
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
+
+import duckdb
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -46,3 +49,10 @@ def exact_decimal(expr: str, cast: str = "CAST") -> str:
         f"CAST(TRY_CAST({whole} AS BIGINT) AS DECIMAL(38,12)), "
         f"{cast}({expr} AS DECIMAL(38,12)))"
     )
+
+
+def dict_rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
+    """The rows of ``sql`` as dicts keyed by column name (for small results only)."""
+    cur = con.execute(sql)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]

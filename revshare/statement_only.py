@@ -35,6 +35,7 @@ from revshare.grain import conform
 from revshare.periods import Period
 from revshare.reconcile import GUARANTEE_SQL, PartnerResult, register_rates, register_statement_fx
 from revshare.schema import BILLING_SCHEMA, MONEY_SCALE
+from revshare.sqlutil import dict_rows
 from revshare.statement_only_sql import GRAIN_SQL, LINES_SQL, PROBE_SQL, REVENUE_SQL, TOTAL_SQL
 
 _MONEY = pa.decimal128(38, MONEY_SCALE)
@@ -71,12 +72,6 @@ def _q(x: Decimal) -> Decimal:
     return x.quantize(_Q)
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
-    cur = con.execute(sql)
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-
-
 def check_partner(
     con: duckdb.DuckDBPyConnection,
     config: Config,
@@ -103,9 +98,9 @@ def check_partner(
         "rate": pa.array([config.fx.rate(period, x, c.currency) for x in ccys],
                          pa.decimal128(18, 10))}))  # fmt: skip
 
-    grain = _rows(con, GRAIN_SQL)
+    grain = dict_rows(con, GRAIN_SQL)
     rows = [{**r, "check_name": "arithmetic"} for r in grain]
-    rows += [{**r, "check_name": "arithmetic"} for r in _rows(con, TOTAL_SQL)]
+    rows += [{**r, "check_name": "arithmetic"} for r in dict_rows(con, TOTAL_SQL)]
     con.register(
         "_g",
         pa.Table.from_pylist(
@@ -114,9 +109,9 @@ def check_partner(
         ),
     )
     if config.matching.for_partner(partner).partner_total:
-        rows += [{**r, "check_name": "contract"} for r in _rows(con, GUARANTEE_SQL)]
+        rows += [{**r, "check_name": "contract"} for r in dict_rows(con, GUARANTEE_SQL)]
     ccy = c.currency
-    probe_rows = _rows(con, PROBE_SQL) if probe else []
+    probe_rows = dict_rows(con, PROBE_SQL) if probe else []
     rows += _probe_rows(grain, probe_rows, c.tolerance.relative, ccy)
     rows += _completeness_rows(grain, c.models, history, probe_rows, ccy)
     if history is not None:

@@ -7,10 +7,14 @@ seeded month (every row pulled, then ``pushdown: true``) and compare the two run
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
 
 #: The lines behind a discrepancy name the pull they came from: another pull, other lineage.
 LINEAGE = ("snapshot_id", "source_file", "source_row", "line_id")
@@ -43,3 +47,14 @@ def assert_pushdown_equals_full_pull(
     b = pq.read_table(push / "discrepancy_lines.parquet").drop_columns(list(LINEAGE))
     assert a.num_rows > 0 and a.schema == b.schema
     assert a.equals(b) if same_order else _sorted(a).equals(_sorted(b))
+
+
+def config_with_billing(tmp: Path, partner: str, billing: dict, pushdown: bool) -> Path:
+    """The repository's config with ``partner``'s billing source replaced by ``billing``
+    (a live warehouse) and ``pushdown`` set; one folder per choice of ``pushdown``."""
+    out = tmp / f"config-{pushdown}"
+    shutil.copytree(REPO / "config", out)
+    doc = yaml.safe_load((out / "partners.yaml").read_text())
+    doc["partners"][partner]["billing"] = {**billing, "pushdown": pushdown}
+    (out / "partners.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from snowflake.connector import errors as sf
 
 from revshare.config import load_config
 from revshare.generate import generate
 from revshare.periods import Period
-from tests.cloud.pushdown_checks import assert_pushdown_equals_full_pull
+from tests.cloud.pushdown_checks import assert_pushdown_equals_full_pull, config_with_billing
 from tests.cloud.test_snowflake import FakeSnow, _sf_type
 
 pytestmark = pytest.mark.e2e
@@ -100,10 +98,7 @@ def month(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeSnow, 
 
 def _config(tmp: Path, port: int, pushdown: bool) -> Path:
     """The repository's config with Snowflake's billing pulled from the fakesnow account."""
-    out = tmp / f"config-{pushdown}"
-    shutil.copytree(REPO / "config", out)
-    doc = yaml.safe_load((out / "partners.yaml").read_text())
-    doc["partners"]["snowflake"]["billing"] = {
+    billing = {
         "type": "snowflake_usage",
         "account": "fakesnow",
         "user": "revshare_reader",
@@ -111,10 +106,8 @@ def _config(tmp: Path, port: int, pushdown: bool) -> Path:
         "host": "127.0.0.1",
         "port": port,
         "protocol": "http",
-        "pushdown": pushdown,
     }
-    (out / "partners.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    return out
+    return config_with_billing(tmp, "snowflake", billing, pushdown)
 
 
 def _landed_rows(home: Path, kind: str) -> dict[str, int]:

@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from revshare.config import load_config
 from revshare.generate import generate
 from revshare.periods import Period
-from tests.cloud.pushdown_checks import assert_pushdown_equals_full_pull
+from tests.cloud.pushdown_checks import assert_pushdown_equals_full_pull, config_with_billing
 from tests.cloud.test_gcp_bigquery import (  # noqa: F401 (emulator: a fixture)
     DATASET,
     PROJECT,
@@ -59,19 +57,14 @@ def month(emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> tuple
 
 def _config(tmp: Path, url: str, pushdown: bool) -> Path:
     """The repository's config with Google Cloud's billing queried from the emulator."""
-    out = tmp / f"config-{pushdown}"
-    shutil.copytree(REPO / "config", out)
-    doc = yaml.safe_load((out / "partners.yaml").read_text())
-    doc["partners"]["gcp"]["billing"] = {
+    billing = {
         "type": "gcp_billing",
         "project": PROJECT,
         "dataset": DATASET,
         "table": TABLE,
         "api_endpoint": url,
-        "pushdown": pushdown,
     }
-    (out / "partners.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    return out
+    return config_with_billing(tmp, "gcp", billing, pushdown)
 
 
 def _landed_rows(home: Path, kind: str) -> int:
