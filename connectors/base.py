@@ -193,17 +193,17 @@ class Connector(ABC):
         return None
 
     @staticmethod
-    def ordered_union(parts: Sequence[str]) -> str:
-        """One SELECT per landed file, combined in a deterministic order (file, then row), so a
-        rerun over the same snapshot writes identical output. DuckDB runs UNION ALL branches
-        in parallel, so their rows interleave unless sorted. The sort key is each branch's
-        position, not ``x_SourceFile``: the sort on the long path text ran out of memory at
-        10M lines (with 1 GB and with 2 GB caps), while an integer key sorted within 1 GB.
-        ``parts`` must come in file order."""
-        union = "\nUNION ALL\n".join(
-            f"(SELECT {i} AS _file_no, * FROM ({p}))" for i, p in enumerate(parts)
-        )
-        return f'SELECT * EXCLUDE (_file_no) FROM (\n{union}\n) ORDER BY _file_no, "x_SourceRow"'
+    def union_files(parts: Sequence[str]) -> str:
+        """One SELECT per landed file, combined. Canonical lines have no order: every reader
+        groups, joins or sorts them, and every result file is sorted on its own columns, so a
+        rerun still writes byte-identical results.
+
+        This was an ``ORDER BY`` on (file position, row), for byte-identical canonical files.
+        It did not give them: at 1M lines per source DuckDB 1.5.5 wrote the sorted rows' row
+        groups out of order, differently on each run. It cost a sort of every column of
+        every line, and at 10M lines that sort ran out of memory under caps of 1.5, 2 and
+        4 GB and with one thread (docs/performance.md)."""
+        return "\nUNION ALL\n".join(f"({p})" for p in parts)
 
     @staticmethod
     def accounting_part(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,23 @@ def dict_rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
     cur = con.execute(sql)
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def parquet_scan(files: Sequence[tuple[str, Path | str]]) -> str:
+    """One scan over Parquet files that share their columns and types, ``(relpath, path)`` in
+    order, as a subquery: the files' columns, ``file_row_number`` and ``_src_file`` (the
+    row's relpath).
+
+    A month arrives in dozens of part files, each often one row group. One SELECT per file,
+    joined by UNION ALL, ran on about one of two cores; one multi-file scan spreads the files
+    over the threads (a 10M-line CUR month normalized in 32 s instead of 55 s)."""
+    options = "file_row_number = true, hive_partitioning = false"
+    if len(files) == 1:
+        ((rel, path),) = files
+        return f"(SELECT {lit(rel)} AS _src_file, * FROM read_parquet({lit(path)}, {options}))"
+    paths = ", ".join(lit(path) for _, path in files)
+    whens = " ".join(f"WHEN {lit(path)} THEN {lit(rel)}" for rel, path in files)
+    return (
+        f"(SELECT CASE filename {whens} END AS _src_file, * EXCLUDE (filename) "
+        f"FROM read_parquet([{paths}], {options}, filename = true))"
+    )

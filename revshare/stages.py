@@ -18,12 +18,19 @@ import duckdb
 
 from revshare.catalog import map_keys, mapped_sql, register_rules
 from revshare.config import PartnerCatalog
-from revshare.db import connect
+from revshare.db import connect, each_on_cursors
 from revshare.errors import SourceError
 from revshare.outcome import RowAccounting
 from revshare.periods import Period
 from revshare.sqlutil import lit
 from revshare.store import Snapshot, land
+
+#: Row groups of at most this many bytes (rather than DuckDB's 122,880 rows) for the wide
+#: files a run writes: the writer holds a whole row group per thread, and with wide rows under
+#: the 1 GB cap it spilled. An Azure CSV part decoded in 7.7 s at a 500 MB cap, 1.5 s with
+#: this. DuckDB allows it only without insertion order, which these files do not need (every
+#: line carries its source row).
+ROW_GROUP_BYTES = ", ROW_GROUP_SIZE_BYTES '32MB'"
 
 
 class ConnectorLike(Protocol):
@@ -79,18 +86,23 @@ def decode(
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     con = connect(temp_dir=temp_dir)
-    decoded = {}
+    decoded = {rel: out_dir / f"{i:05d}.parquet" for i, rel in enumerate(sqls)}
     try:
-        for i, (rel, sql) in enumerate(sqls.items()):
-            target = out_dir / f"{i:05d}.parquet"
-            con.execute(f"COPY ({sql}) TO {lit(target)} (FORMAT parquet)")
-            decoded[rel] = target
+        # Files at once: a 1M-line Cloud Billing month decoded at 1.2 cores one at a time.
+        each_on_cursors(con, _copy, [(sqls[rel], target) for rel, target in decoded.items()])
     except duckdb.Error:
         shutil.rmtree(out_dir, ignore_errors=True)
         return ctx
     finally:
         con.close()
     return dataclasses.replace(ctx, decoded=decoded)
+
+
+def _copy(cur: duckdb.DuckDBPyConnection, job: tuple[str, Path]) -> None:
+    """``COPY (sql) TO path``: a file's rows carry their row number, so without insertion
+    order (which lets DuckDB cap the row groups' bytes, ``ROW_GROUP_BYTES``)."""
+    cur.execute("SET preserve_insertion_order = false")
+    cur.execute(f"COPY ({job[0]}) TO {lit(job[1])} (FORMAT parquet{ROW_GROUP_BYTES})")
 
 
 def normalize(
@@ -111,7 +123,9 @@ def normalize(
             register_rules(con, catalog)
             map_keys(con, sql, catalog)
             sql = mapped_sql(sql)
-        con.execute(f"COPY ({sql}) TO {lit(tmp)} (FORMAT parquet, COMPRESSION zstd)")
+        con.execute("SET preserve_insertion_order = false")  # lines have no order
+        options = f"FORMAT parquet, COMPRESSION zstd{ROW_GROUP_BYTES}"
+        con.execute(f"COPY ({sql}) TO {lit(tmp)} ({options})")
     except duckdb.Error as exc:
         tmp.unlink(missing_ok=True)
         raise SourceError(

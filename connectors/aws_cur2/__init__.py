@@ -161,27 +161,27 @@ class AwsCur2Connector(Connector):
             path = ctx.file(relpath)
             self._check_data_file(path, relpath)
             layouts.append(h.FileLayout(relpath, path, self._parquet_types(path, relpath)))
+        groups = h.group_files(layouts)
         con = duckdb.connect()
         try:
-            for lay in layouts:
-                self._check_values(con, lay, ctx.period)
+            for group in groups:
+                self._check_values(con, group, ctx.period)
         finally:
             con.close()
-        parts = [h.select_sql(lay, ctx.period, ctx.partner_id, ctx.snapshot_id) for lay in layouts]
-        return self.ordered_union(parts)
+        parts = [h.select_sql(g, ctx.period, ctx.partner_id, ctx.snapshot_id) for g in groups]
+        return self.union_files(parts)
 
-    def _check_values(
-        self, con: duckdb.DuckDBPyConnection, lay: h.FileLayout, period: Period
-    ) -> None:
+    def _check_values(self, con: duckdb.DuckDBPyConnection, group: h.Group, period: Period) -> None:
         """Name the first row lacking a value we need, instead of failing mid-query later."""
         try:
-            bad = con.sql(h.check_sql(lay, period)).fetchone()
+            bad = con.sql(h.check_sql(group, period)).fetchone()
         except duckdb.Error as e:
-            raise self.error(f"cannot read CUR 2.0 data: {e}", file=lay.relpath) from None
+            if len(group.files) > 1:  # which file: each alone, to name it
+                for lay in group.files:
+                    self._check_values(con, h.Group(lay, (lay,)), period)
+            raise self.error(f"cannot read CUR 2.0 data: {e}", file=group.lay.relpath) from None
         if bad:
-            raise self.error(
-                "missing or unreadable value", file=lay.relpath, row=bad[0], column=bad[1]
-            )
+            raise self.error("missing or unreadable value", file=bad[0], row=bad[1], column=bad[2])
 
     def row_accounting_sql(self, ctx: NormalizeContext) -> str:
         """Every data row of the snapshot's Parquet files; rows of another billing period

@@ -8,7 +8,7 @@ is optional: a missing one becomes NULL, never an error.
 from __future__ import annotations
 
 import gzip
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from revshare.periods import Period
 from revshare.schema import billing_select_sql
-from revshare.sqlutil import exact_decimal, ident, lit
+from revshare.sqlutil import exact_decimal, ident, lit, parquet_scan
 
 #: Columns without which a line cannot be placed, priced or traced.
 REQUIRED: tuple[str, ...] = (
@@ -148,8 +148,34 @@ def scan_sql(path: Path) -> str:
     return f"read_parquet({lit(path)}, file_row_number = true, hive_partitioning = false)"
 
 
-def check_sql(lay: FileLayout, period: Period) -> str:
-    """First row (1-based) of this period, or with no period, that lacks a value we need."""
+@dataclass(frozen=True)
+class Group:
+    """Data files with the same columns and types, read by one scan (``parquet_scan``);
+    ``lay`` holds the shared types."""
+
+    lay: FileLayout
+    files: tuple[FileLayout, ...]
+
+    @property
+    def scan(self) -> str:
+        return parquet_scan([(f.relpath, f.path) for f in self.files])
+
+    #: The row's file as its relpath (``x_SourceFile``), a column of ``scan``.
+    source_file = "_src_file"
+
+
+def group_files(layouts: Sequence[FileLayout]) -> list[Group]:
+    """The files by layout, each group in file order, groups in the order they first appear."""
+    groups: dict[tuple[tuple[str, str], ...], list[FileLayout]] = {}
+    for lay in layouts:
+        groups.setdefault(tuple(sorted((k, str(v)) for k, v in lay.types.items())), []).append(lay)
+    return [Group(files[0], tuple(files)) for files in groups.values()]
+
+
+def check_sql(group: Group, period: Period) -> str:
+    """The first file, row (1-based) and column of this period, or with no period, that lacks
+    a value we need."""
+    lay = group.lay
     cost = lay.col("line_item_unblended_cost")
     checks = [
         ("bill_billing_period_start_date", f"{lay.col('bill_billing_period_start_date')} IS NULL"),
@@ -177,14 +203,17 @@ def check_sql(lay: FileLayout, period: Period) -> str:
         f"{lay.col('bill_billing_period_start_date')} IS NULL "
         f"OR {lay.ts('bill_billing_period_start_date')} = {period_literal(period)}"
     )
+    order = " ".join(f"WHEN {lit(f.relpath)} THEN {i}" for i, f in enumerate(group.files))
     return (
-        f"SELECT file_row_number + 1 AS r, CASE {which} END AS c FROM {scan_sql(lay.path)} "
-        f"WHERE ({in_scope}) AND c IS NOT NULL ORDER BY r LIMIT 1"
+        f"SELECT f, r, c FROM (SELECT {group.source_file} AS f, file_row_number + 1 AS r, "
+        f"CASE {which} END AS c FROM {group.scan} WHERE ({in_scope}) AND c IS NOT NULL) "
+        f"ORDER BY CASE f {order} END, r LIMIT 1"
     )
 
 
-def select_sql(lay: FileLayout, period: Period, partner_id: str, snapshot_id: str) -> str:
-    """Canonical rows of ``period`` from one data file."""
+def select_sql(group: Group, period: Period, partner_id: str, snapshot_id: str) -> str:
+    """Canonical rows of ``period`` from one group of data files."""
+    lay = group.lay
     line_type = lay.text("line_item_line_item_type")
     category = category_sql(line_type)
     row = "(file_row_number + 1)"
@@ -263,14 +292,14 @@ def select_sql(lay: FileLayout, period: Period, partner_id: str, snapshot_id: st
         ),
         "x_NativeLineId": (
             f"COALESCE({lay.text('identity_line_item_id')}, "
-            f"{lit(lay.relpath + ':')} || CAST({row} AS VARCHAR))"
+            f"{group.source_file} || ':' || CAST({row} AS VARCHAR))"
         ),
         "x_SnapshotId": lit(snapshot_id),
-        "x_SourceFile": lit(lay.relpath),
+        "x_SourceFile": group.source_file,
         "x_SourceRow": row,
     }
     return (
-        f"SELECT\n  {billing_select_sql(exprs)}\nFROM {scan_sql(lay.path)}\n"
+        f"SELECT\n  {billing_select_sql(exprs)}\nFROM {group.scan}\n"
         f"WHERE {in_period_sql(lay, period)}"
     )
 

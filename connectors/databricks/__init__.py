@@ -65,7 +65,7 @@ class DatabricksConnector(Connector):
             self.refuse_repeated_line_ids(con, union, "record_id")
         finally:
             con.close()
-        return self.ordered_union(parts)
+        return self.union_files(parts)
 
     # -- list prices ------------------------------------------------------------------------
 

@@ -131,7 +131,7 @@ class FocusConnector(Connector):
             parts = [self._file_sql(con, ctx, relpath) for relpath in data]
         finally:
             con.close()
-        return self.ordered_union(parts)
+        return self.union_files(parts)
 
     def _is_manifest(self, relpath: str) -> bool:
         name = self.settings.export_name

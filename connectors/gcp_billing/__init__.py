@@ -35,7 +35,7 @@ from connectors.base import (
 )
 from connectors.gcp_billing import grain, helpers
 from connectors.gcp_billing.settings import GcpBillingSettings
-from revshare.db import connect
+from revshare.db import connect, each_on_cursors
 from revshare.periods import Period
 from revshare.sqlutil import lit
 
@@ -159,12 +159,14 @@ class GcpBillingConnector(Connector):
         columns = self._columns(ctx, schemas[0])
         files = [(rel, self._records(ctx, rel, columns)) for rel in data]
         con = connect()
-        try:
-            for rel, source in files:
-                self._check_file(con, rel, ctx.file(rel), source)
+        try:  # files at once: each check decompresses and reads its file on one thread
+            each_on_cursors(
+                con, lambda cur, f: self._check_file(cur, f[0], ctx.file(f[0]), f[1]), files
+            )
         finally:
             con.close()
-        return helpers.billing_sql(files, ctx.period, ctx.partner_id, ctx.snapshot_id)
+        scan = helpers.records_sql(files, ctx.decoded)
+        return helpers.billing_sql(scan, ctx.period, ctx.partner_id, ctx.snapshot_id)
 
     def decode_sql(self, ctx: NormalizeContext, relpath: str) -> str | None:
         """Each shard's records, typed by schema.json, parsed once per run (``ctx.read``)."""

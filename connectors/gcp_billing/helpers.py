@@ -22,7 +22,7 @@ from typing import Any
 
 from revshare.periods import Period
 from revshare.schema import billing_select_sql
-from revshare.sqlutil import exact_decimal, lit
+from revshare.sqlutil import exact_decimal, lit, parquet_scan
 
 PROVIDER = "Google Cloud"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -247,16 +247,21 @@ def value_sql(source: str, row: int, column: str) -> str:
     return f"SELECT CAST({expr} AS VARCHAR) FROM ({source}) WHERE _row = {row}"
 
 
-def billing_sql(
-    files: Sequence[tuple[str, str]],
-    period: Period,
-    partner_id: str,
-    snapshot_id: str,
-) -> str:
-    """The canonical SELECT: one row per export row plus one per entry of its credits."""
-    scan = "\n  UNION ALL BY NAME\n  ".join(
+def records_sql(files: Sequence[tuple[str, str]], decoded: Mapping[str, Path]) -> str:
+    """Every record of the shards, ``(relpath, SELECT of its records)`` in order, with its
+    ``_file``. When every shard has its decoded copy, one multi-file scan over the copies
+    (``parquet_scan``: a union of one SELECT per shard ran on about one core)."""
+    if all(rel in decoded for rel, _ in files):
+        scan = parquet_scan([(rel, decoded[rel]) for rel, _ in files])
+        return f"SELECT _src_file AS _file, * EXCLUDE (_src_file, file_row_number) FROM {scan}"
+    return "\n  UNION ALL BY NAME\n  ".join(
         f"SELECT {lit(rel)} AS _file, * FROM ({source})" for rel, source in files
     )
+
+
+def billing_sql(scan: str, period: Period, partner_id: str, snapshot_id: str) -> str:
+    """The canonical SELECT over ``scan`` (``records_sql``): one row per export row plus one
+    per entry of its credits."""
     start = f"CAST({lit(period.start.isoformat())} AS TIMESTAMPTZ)"
     end = f"CAST({lit(period.end.isoformat())} AS TIMESTAMPTZ)"
     category = (
@@ -322,9 +327,13 @@ def billing_sql(
         "ChargeFrequency": "'Usage-Based'",
         "x_NativeLineId": "r._file || ':' || r._row || ':credit:' || r._n",
     }
-    return f"""WITH scan AS (
+    # NOT MATERIALIZED: ``base`` is read twice (its rows, then its credits). Materialized, it
+    # held every column of every record, and the catalog's pass over the distinct SKU keys
+    # paid for all of them (33 s of a 114 s normalize at 10M records); inlined, each reader
+    # scans only the columns it needs.
+    return f"""WITH scan AS NOT MATERIALIZED (
   {scan}
-), base AS (
+), base AS NOT MATERIALIZED (
   SELECT * FROM scan WHERE invoice.month = {lit(period.compact)}
 ), credit AS (
   SELECT *, unnest(credits) AS _c, generate_subscripts(credits, 1) AS _n

@@ -57,7 +57,7 @@ class OciConnector(Connector):
             self.refuse_repeated_line_ids(con, union, "lineItem/referenceNo")
         finally:
             con.close()
-        return self.ordered_union(parts)
+        return self.union_files(parts)
 
     def _columns(self, con: duckdb.DuckDBPyConnection, scan: str, rel: str) -> list[str]:
         try:

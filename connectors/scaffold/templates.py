@@ -54,7 +54,7 @@ class ${Class}Connector(Connector):
             parts = [self._file_sql(con, ctx, rel) for rel in ctx.files]
         finally:
             con.close()
-        return self.ordered_union(parts)
+        return self.union_files(parts)
 
     def _file_sql(self, con: duckdb.DuckDBPyConnection, ctx: NormalizeContext, rel: str) -> str:
         scan = h.scan_sql(ctx.file(rel))

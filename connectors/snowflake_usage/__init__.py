@@ -161,8 +161,10 @@ class SnowflakeUsageConnector(Connector):
     def _selects(
         self, con: duckdb.DuckDBPyConnection, ctx: NormalizeContext
     ) -> dict[str, list[str]]:
-        """Per-view file SELECTs, after checking each file has the view's columns."""
+        """Per-view SELECTs (one per set of files with the same columns), after checking each
+        file has the view's columns."""
         selects: dict[str, list[str]] = {v: [] for v in h.VIEWS}
+        layouts: dict[tuple[str, tuple[tuple[str, str], ...]], list[h.ViewFile]] = {}
         for relpath in ctx.files:
             view = h.classify(relpath)
             if view is None:
@@ -184,7 +186,9 @@ class SnowflakeUsageConnector(Connector):
                     raise self.error(
                         f"{col} is {types[col]}, expected {prefix}", file=relpath, column=col
                     )
-            selects[f.view].append(h.file_select(f, types))
+            layouts.setdefault((f.view, tuple(sorted(types.items()))), []).append(f)
+        for (view, types_items), files in layouts.items():
+            selects[view].append(h.file_select(files, dict(types_items)))
         for view, parts in selects.items():
             if not parts:
                 raise self.error(f"snapshot holds no {view} file", file=f"{ctx.period}/")

@@ -9,12 +9,12 @@ does not depend on the session time zone of whoever runs the SQL.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from revshare.periods import Period
 from revshare.schema import billing_select_sql
-from revshare.sqlutil import lit
+from revshare.sqlutil import lit, parquet_scan
 
 CORTEX = "CORTEX_FUNCTIONS_USAGE_HISTORY"
 DAILY = "USAGE_IN_CURRENCY_DAILY"
@@ -95,19 +95,20 @@ def _utc(col: str, sql_type: str) -> str:
     return f"timezone('UTC', {col})" if "TIME ZONE" in sql_type else f"CAST({col} AS TIMESTAMP)"
 
 
-def file_select(f: ViewFile, types: Mapping[str, str]) -> str:
-    """One file's rows with lineage (file, 1-based row) and the columns we use."""
-    cols = [f'"{c}"' for c in REQUIRED[f.view]]
+def file_select(files: Sequence[ViewFile], types: Mapping[str, str]) -> str:
+    """Rows of files of one view that share their columns and types (one scan,
+    ``parquet_scan``), with lineage (file, 1-based row) and the columns we use."""
+    cols = [f'"{c}"' for c in REQUIRED[files[0].view]]
     extra = ""
-    if f.view == CORTEX:
+    if files[0].view == CORTEX:
         extra = (
             f", {_utc('START_TIME', types['START_TIME'])} AS start_utc"
             f", {_utc('END_TIME', types['END_TIME'])} AS end_utc"
         )
+    scan = parquet_scan([(f.relpath, f.path) for f in files])
     return (
-        f"SELECT {lit(f.relpath)} AS src_file, CAST(file_row_number + 1 AS BIGINT) AS src_row, "
-        f"{', '.join(cols)}{extra} "
-        f"FROM read_parquet({lit(f.path)}, file_row_number = true)"
+        f"SELECT _src_file AS src_file, CAST(file_row_number + 1 AS BIGINT) AS src_row, "
+        f"{', '.join(cols)}{extra} FROM {scan}"
     )
 
 

@@ -69,7 +69,7 @@ class UsageLogConnector(Connector):
             self.refuse_repeated_line_ids(con, union, "request_id")
         finally:
             con.close()
-        return self.ordered_union(parts)
+        return self.union_files(parts)
 
     def row_accounting_sql(self, ctx: NormalizeContext) -> str | None:
         start, end = self._bounds(ctx.period)

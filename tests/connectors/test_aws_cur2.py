@@ -331,6 +331,25 @@ def test_bad_value_names_file_row_and_column(tmp_path: Path) -> None:
     assert e.value.file == data.relative_to(tmp_path).as_posix()
 
 
+def test_bad_value_in_a_later_part_names_that_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parts of one layout are read by one scan; the error still names the part."""
+    monkeypatch.setattr(aws, "ROWS_PER_FILE", 4)
+    parts = aws.write(_month(), MAY, tmp_path, export_name=EXPORT)[:-1]
+    assert len(parts) == 3
+    t = pq.read_table(parts[1])
+    costs = t["line_item_unblended_cost"].to_pylist()
+    costs[2] = float("nan")
+    i = t.schema.get_field_index("line_item_unblended_cost")
+    pq.write_table(t.set_column(i, "line_item_unblended_cost", pa.array(costs)), parts[1])
+    conn = _connector(tmp_path)
+    with pytest.raises(SourceError) as e:
+        conn.normalize_sql(_ctx(tmp_path, conn.locate(MAY)))
+    assert (e.value.file, e.value.row) == (parts[1].relative_to(tmp_path).as_posix(), 3)
+    assert e.value.column == "line_item_unblended_cost"
+
+
 def test_line_item_types_map_to_charge_categories(tmp_path: Path) -> None:
     (data, _) = aws.write(_month(), MAY, tmp_path, export_name=EXPORT)
     t = pq.read_table(data)
