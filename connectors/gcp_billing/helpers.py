@@ -250,7 +250,8 @@ def value_sql(source: str, row: int, column: str) -> str:
 def records_sql(files: Sequence[tuple[str, str]], decoded: Mapping[str, Path]) -> str:
     """Every record of the shards, ``(relpath, SELECT of its records)`` in order, with its
     ``_file``. When every shard has its decoded copy, one multi-file scan over the copies
-    (``parquet_scan``: a union of one SELECT per shard ran on about one core)."""
+    (``parquet_scan``; 59 -> 57 s of normalize at 10M records, against a union of one
+    SELECT per shard)."""
     if all(rel in decoded for rel, _ in files):
         scan = parquet_scan([(rel, decoded[rel]) for rel, _ in files])
         return f"SELECT _src_file AS _file, * EXCLUDE (_src_file, file_row_number) FROM {scan}"
