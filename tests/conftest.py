@@ -6,11 +6,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 #: The public sample data shipped beside the repository (``../shared/data``).
 SHARED_DATA = Path(os.environ.get("REVSHARE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def in_one_order(table: pa.Table) -> pa.Table:
+    """The rows sorted on every column, to compare two reads of lines that have no order of
+    their own (canonical lines: ``Connector.union_files``)."""
+    return table.sort_by([(c, "ascending") for c in table.column_names])
 
 
 @pytest.fixture(scope="session")

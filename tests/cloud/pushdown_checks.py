@@ -10,18 +10,14 @@ import json
 import shutil
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+from conftest import in_one_order
 
 REPO = Path(__file__).resolve().parents[2]
 
 #: The lines behind a discrepancy name the pull they came from: another pull, other lineage.
 LINEAGE = ("snapshot_id", "source_file", "source_row", "line_id")
-
-
-def _sorted(table: pa.Table) -> pa.Table:
-    return table.sort_by([(c, "ascending") for c in table.column_names])
 
 
 def assert_pushdown_equals_full_pull(
@@ -46,7 +42,7 @@ def assert_pushdown_equals_full_pull(
     a = pq.read_table(full / "discrepancy_lines.parquet").drop_columns(list(LINEAGE))
     b = pq.read_table(push / "discrepancy_lines.parquet").drop_columns(list(LINEAGE))
     assert a.num_rows > 0 and a.schema == b.schema
-    assert a.equals(b) if same_order else _sorted(a).equals(_sorted(b))
+    assert a.equals(b) if same_order else in_one_order(a).equals(in_one_order(b))
 
 
 def config_with_billing(tmp: Path, partner: str, billing: dict, pushdown: bool) -> Path:
