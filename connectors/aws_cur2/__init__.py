@@ -178,7 +178,7 @@ class AwsCur2Connector(Connector):
         except duckdb.Error as e:
             if len(group.files) > 1:  # which file: each alone, to name it
                 for lay in group.files:
-                    self._check_values(con, h.Group(lay, (lay,)), period)
+                    self._check_values(con, h.Group((lay,)), period)
             raise self.error(f"cannot read CUR 2.0 data: {e}", file=group.lay.relpath) from None
         if bad:
             raise self.error("missing or unreadable value", file=bad[0], row=bad[1], column=bad[2])

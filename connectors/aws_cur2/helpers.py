@@ -150,11 +150,14 @@ def scan_sql(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Group:
-    """Data files with the same columns and types, read by one scan (``parquet_scan``);
-    ``lay`` holds the shared types."""
+    """Data files with the same columns and types, read by one scan (``parquet_scan``)."""
 
-    lay: FileLayout
     files: tuple[FileLayout, ...]
+
+    @property
+    def lay(self) -> FileLayout:
+        """The shared columns and types (the first file's)."""
+        return self.files[0]
 
     @property
     def scan(self) -> str:
@@ -169,7 +172,7 @@ def group_files(layouts: Sequence[FileLayout]) -> list[Group]:
     groups: dict[tuple[tuple[str, str], ...], list[FileLayout]] = {}
     for lay in layouts:
         groups.setdefault(tuple(sorted((k, str(v)) for k, v in lay.types.items())), []).append(lay)
-    return [Group(files[0], tuple(files)) for files in groups.values()]
+    return [Group(tuple(files)) for files in groups.values()]
 
 
 def check_sql(group: Group, period: Period) -> str:
