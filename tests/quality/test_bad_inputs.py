@@ -197,6 +197,30 @@ def test_truncated_file(data: Path) -> None:
     assert f"readable in file {rel} errored (cannot read:" in res.error
 
 
+def edit_gcp_start(data: Path, value: str) -> str:
+    """Set the first record's usage_start_time in the first Cloud Billing file to ``value``."""
+    part = next((data / "gcp").rglob("*.json.gz"))
+    records = gzip.decompress(part.read_bytes()).decode().splitlines()
+    first = json.loads(records[0])
+    first["usage_start_time"] = value
+    records[0] = json.dumps(first)
+    part.write_bytes(gzip.compress("\n".join(records).encode() + b"\n", mtime=0))
+    return part.relative_to(data / "gcp" / "billing_export").as_posix()
+
+
+def test_unparseable_usage_start_time(data: Path) -> None:
+    rel = edit_gcp_start(data, "sometime in October")
+    res = run_billing(data, "gcp")
+    assert res.error is not None
+    assert f"date_usage_start_time(usage_start_time) in file {rel} 1 unexpected" in res.error
+
+
+def test_iso_usage_start_time_is_read_like_bigquery_text(data: Path) -> None:
+    # The check reads the column as normalization does: ISO text with an offset passes too.
+    edit_gcp_start(data, "2026-10-03T04:00:00+00:00")
+    assert run_billing(data, "gcp").error is None
+
+
 def test_truncated_file_against_its_manifest(data: Path) -> None:
     # Azure's manifest promises byte counts: a cut blob makes the run incomplete at extract.
     edit_azure(data, lambda raw: raw[: len(raw) // 2], fix_manifest=False)
