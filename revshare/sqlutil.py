@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,22 @@ def exact_decimal(expr: str, cast: str = "CAST") -> str:
         f"CAST(TRY_CAST({whole} AS BIGINT) AS DECIMAL(38,12)), "
         f"{cast}({expr} AS DECIMAL(38,12)))"
     )
+
+
+def half_even(expr: str, places: int) -> str:
+    """An exact DECIMAL rounded half to even to ``places`` decimals, as DECIMAL(38, places).
+
+    DuckDB's ``round`` rounds half away from zero, and ``round_even`` returns a DOUBLE: the
+    digit is decided here on the exact scaled value instead."""
+    scaled = f"(({expr}) * {10**places})"
+    units = f"trunc({scaled})"
+    frac = f"abs({scaled} - {units})"
+    up = f"({frac} > 0.5 OR ({frac} = 0.5 AND {units} % 2 <> 0))"
+    whole = f"CAST({units} + CASE WHEN {up} THEN sign({scaled}) ELSE 0 END AS DECIMAL(38,0))"
+    if not places:
+        return whole
+    unit = f"CAST('{Decimal(1).scaleb(-places):f}' AS DECIMAL({places + 1},{places}))"
+    return f"CAST({whole} * {unit} AS DECIMAL(38,{places}))"
 
 
 def dict_rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,7 +17,7 @@ from revshare.config import Config, load_config
 from revshare.db import connect
 from revshare.errors import SourceError
 from revshare.periods import Period
-from revshare.sqlutil import exact_decimal
+from revshare.sqlutil import exact_decimal, half_even
 from revshare.store import land, open_snapshot
 
 pytestmark = pytest.mark.unit
@@ -87,6 +87,27 @@ def test_exact_decimal_parses_text_exactly_as_duckdb_cast() -> None:
         f"WHERE ({exact_decimal('v')}) IS DISTINCT FROM CAST(v AS DECIMAL(38,12))"
     ).fetchall()
     assert diff == []
+
+
+def test_half_even_rounds_exact_decimals_as_python_does() -> None:
+    ties = ["2.5", "3.5", "-2.5", "-3.5", "0.5", "-0.5", "1.2345675", "-1.2345675",
+            "1.2345665", "0", "-0.0000005", "0.0000015", "999999.9999995", "1.5000000001",
+            "-1.4999999999999"]  # fmt: skip
+    con = connect()
+    con.execute(
+        "CREATE TABLE t AS SELECT CAST(unnest($1::VARCHAR[]) AS DECIMAL(38,12)) AS x", [ties]
+    )
+    con.execute("SELECT setseed(0.5)")
+    con.execute(
+        "INSERT INTO t SELECT CAST(CAST((random() - 0.5) * 2e15 AS BIGINT) AS DECIMAL(38,0)) "
+        "* CAST('0.000000000001' AS DECIMAL(13,12)) FROM range(20000)"
+    )
+    for places in (0, 2, 6):
+        step = Decimal(1).scaleb(-places)
+        rows = con.execute(f"SELECT x, {half_even('x', places)} FROM t").fetchall()
+        assert [y for _, y in rows] == [x.quantize(step, rounding=ROUND_HALF_EVEN) for x, _ in rows]
+        kind = con.execute(f"SELECT typeof({half_even('x', places)}) FROM t LIMIT 1").fetchone()
+        assert kind == (f"DECIMAL(38,{places})",)
 
 
 def test_periods() -> None:
