@@ -259,7 +259,7 @@ BILLING_BREAKS = {
     ),
     "negative_usage": (
         _set("ConsumedQuantity", 4, Decimal("-0.000000000001")),
-        "expect_column_values_to_be_between(ConsumedQuantity)",
+        "unexpected_rows_expectation(ConsumedQuantity)",
     ),
     "row_zero": (_set("x_SourceRow", 0, 0), "expect_column_values_to_be_between(x_SourceRow)"),
 }
