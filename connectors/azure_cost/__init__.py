@@ -27,6 +27,7 @@ from connectors.base import (
     NativeRelation,
     NormalizeContext,
 )
+from revshare.db import connect, each_on_cursors
 from revshare.errors import SourceError
 from revshare.periods import Period
 
@@ -134,8 +135,8 @@ class AzureCostConnector(Connector):
         return [c for c in cols if c != "__row"]
 
     def normalize_sql(self, ctx: NormalizeContext) -> str:
-        parts = []
-        con = duckdb.connect()
+        files: list[tuple[helpers.FileMap, str]] = []
+        con = connect()
         try:
             for relpath in ctx.files:
                 if PurePosixPath(relpath).name == "manifest.json":
@@ -160,16 +161,23 @@ class AzureCostConnector(Connector):
                         file=relpath,
                         column=", ".join(missing),
                     )
-                self._validate(con, fmap, source)
-                parts.append(helpers.select_sql(
-                    fmap, source, partner_id=ctx.partner_id, snapshot_id=ctx.snapshot_id,
-                    period=ctx.period,
-                ))  # fmt: skip
+                files.append((fmap, source))
+            # Files at once: a file's first-bad-row pass runs on one thread.
+            each_on_cursors(con, lambda cur, f: self._validate(cur, *f), files)
         finally:
             con.close()
-        if not parts:
+        if not files:
             raise self.error("delivery holds no cost details file")
-        return "\nUNION ALL\n".join(parts)
+        return "\nUNION ALL\n".join(
+            helpers.select_sql(
+                fmap,
+                source,
+                partner_id=ctx.partner_id,
+                snapshot_id=ctx.snapshot_id,
+                period=ctx.period,
+            )
+            for fmap, source in files
+        )
 
     def decode_sql(self, ctx: NormalizeContext, relpath: str) -> str | None:
         """CSV files, parsed once per run (``ctx.read``): a CSV is read on one thread to keep
