@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import re
 import shutil
 import tempfile
 import threading
@@ -328,6 +329,51 @@ def count_rows(sql: str) -> int:
     finally:
         con.close()
     return int(row[0]) if row else 0
+
+
+#: Expectations whose result on rows of several files is the result on each: per-row value
+#: checks, the column set (when the files share it), and "at least one row" (when none is
+#: empty). Anything else, e.g. a row count to equal or a GROUP BY query, is not.
+_ROW_WISE_TYPES = frozenset({
+    "expect_column_values_to_be_in_set", "expect_column_values_to_not_be_null",
+    "expect_column_values_to_be_between", "expect_table_columns_to_match_set",
+    "expect_table_row_count_to_be_between", "unexpected_rows_expectation",
+})  # fmt: skip
+#: A row query: ``SELECT ... FROM {batch} WHERE ...`` with no aggregate, window or subquery.
+_ROW_QUERY = re.compile(r"^\s*SELECT\s.+?\sFROM\s+\{batch\}\s+WHERE\s", re.I | re.S)
+_NOT_ROW_WISE = re.compile(
+    r"\b(GROUP\s+BY|HAVING|OVER|LIMIT|DISTINCT|count|sum|min|max|avg|any_value)\b|\(\s*SELECT", re.I
+)
+
+
+@cache
+def row_wise(suite_name: str, suites_dir: Path = SUITES_DIR) -> bool:
+    """Whether the suite, run once over the rows of several non-empty files with the same
+    columns, gives each check the result it gives on every file alone (when it passes).
+
+    Decided from the stored suite, conservatively: only the expectation types above, no
+    ``mostly``, row counts bounded below by at most one row, and row queries only."""
+    for e in load_suite(suite_name, suites_dir)["expectations"]:
+        kwargs = e.get("kwargs", {})
+        if e["type"] not in _ROW_WISE_TYPES or "mostly" in kwargs:
+            return False
+        if e["type"] == "expect_table_row_count_to_be_between" and (
+            kwargs.get("max_value") is not None or kwargs.get("min_value") not in (None, 0, 1)
+        ):
+            return False
+        query = kwargs.get("unexpected_rows_query")
+        if query is not None and (not _ROW_QUERY.match(query) or _NOT_ROW_WISE.search(query)):
+            return False
+    return True
+
+
+def columns_of(sql: str) -> tuple[tuple[str, str], ...]:
+    """The (name, type) of each column of a SELECT, in order."""
+    con = duckdb.connect()
+    try:
+        return tuple((r[0], r[1]) for r in con.execute(f"DESCRIBE ({sql})").fetchall())
+    finally:
+        con.close()
 
 
 def _unreadable(suite_name: str, source: str, file: str | None, exc: Exception) -> ValidationReport:

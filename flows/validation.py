@@ -13,15 +13,24 @@ name, not as a cast error in our SQL.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import duckdb
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from connectors.base import Connector, NormalizeContext
-from expectations.adapter import build_data_docs, validate_parquet, validate_query
+from connectors.base import Connector, NativeRelation, NormalizeContext
+from expectations.adapter import (
+    build_data_docs,
+    columns_of,
+    count_rows,
+    row_wise,
+    validate_parquet,
+    validate_query,
+)
 from revshare.config import Settings
 from revshare.errors import SourceError
 from revshare.outcome import PartnerOutcome, SourceOutcome
@@ -47,22 +56,78 @@ def quality_config() -> QualityConfig:
 def native_task(
     connector: Connector, ctx: NormalizeContext, source: str, docs: Path | None
 ) -> list[ValidationReport]:
-    """One report per landed native file the connector exposes (none: no native suite)."""
-    return [
-        validate_query(
-            rel.sql,
-            rel.suite,
-            source=source,
-            params=rel.params,
-            file=rel.file,
-            data_docs_dir=docs,
-            build_docs=False,
-            asset_name=Path(rel.file).name.split(".")[0] or "data",
-            # Parse JSON/CSV once, not once per check; Parquet is read column by column.
-            materialize=not (rel.columnar or rel.file.endswith(".parquet")),
-        )
-        for rel in connector.native_relations(ctx)
-    ]
+    """One report per landed native file the connector exposes (none: no native suite).
+
+    Files that read alike (``_alike``) are validated together first, as one SELECT. If every
+    check passes, each file gets those passing checks: what it would get alone, since the
+    files have the same columns, are none of them empty, and a value check passes on the
+    whole only if it passes on every file. Otherwise each file of the group is validated
+    alone, so that failures and warnings name their file. Validated one by one, GX's own
+    work was about 0.2 s a file, and each check's query read one small file at a time."""
+    reports: list[ValidationReport] = []
+    for group in _alike(connector.native_relations(ctx)):
+        if len(group) > 1:
+            joined = _validate(
+                " UNION ALL ".join(f"SELECT * FROM ({rel.sql})" for rel, _ in group),
+                group[0][0], source, docs, rows=sum(n for _, n in group), file=None,
+                asset=f"{_asset(group[0][0])}-and-{len(group) - 1}-more",
+            )  # fmt: skip
+            if joined.clean:
+                reports += [joined.for_file(rel.file, n) for rel, n in group]
+                continue
+        reports += [_validate(rel.sql, rel, source, docs, rows=n) for rel, n in group]
+    return reports
+
+
+def _validate(
+    sql: str, rel: NativeRelation, source: str, docs: Path | None, *, rows: int | None,
+    file: str | None = "", asset: str | None = None,
+) -> ValidationReport:  # fmt: skip
+    return validate_query(
+        sql,
+        rel.suite,
+        source=source,
+        params=rel.params,
+        file=rel.file if file == "" else file,
+        data_docs_dir=docs,
+        build_docs=False,
+        asset_name=asset or _asset(rel),
+        rows=rows,
+        # Parse JSON/CSV once, not once per check; Parquet is read column by column.
+        materialize=not _parquet(rel),
+    )
+
+
+def _asset(rel: NativeRelation) -> str:
+    return Path(rel.file).name.split(".")[0] or "data"
+
+
+def _parquet(rel: NativeRelation) -> bool:
+    return rel.columnar or rel.file.endswith(".parquet")
+
+
+def _alike(rels: list[NativeRelation]) -> list[list[tuple[NativeRelation, int | None]]]:
+    """The relations in order, consecutive ones grouped when they read Parquet, are not
+    empty, and share their suite (one whose checks are row-wise, ``row_wise``), parameters
+    and columns (names and types, in order); each with its row count when it could be read
+    (None: it is validated alone, which reports why it cannot be read)."""
+    groups: list[list[tuple[NativeRelation, int | None]]] = []
+    last: object = None
+    for rel in rels:
+        key, rows = None, None
+        if _parquet(rel) and row_wise(rel.suite):
+            try:
+                rows = count_rows(rel.sql)
+                key = (rel.suite, json.dumps(rel.params, sort_keys=True, default=str),
+                       columns_of(rel.sql)) if rows else None  # fmt: skip
+            except duckdb.Error:
+                key, rows = None, None
+        if key is not None and key == last:
+            groups[-1].append((rel, rows))
+        else:
+            groups.append([(rel, rows)])
+        last = key
+    return groups
 
 
 @task(name="validate", cache_policy=NO_CACHE)

@@ -199,6 +199,11 @@ class ValidationReport:
         )
         return ValidationReport(suite=" + ".join(suites), source=source, rows=rows, checks=checks)
 
+    def for_file(self, file: str, rows: int) -> ValidationReport:
+        """These checks, as the report of one of the files they were run over together."""
+        checks = tuple(replace(c, file=file) for c in self.checks)
+        return replace(self, rows=rows, checks=checks)
+
     def with_severities(self, severity_of: dict[str, Severity]) -> ValidationReport:
         """Apply configured severities, keyed ``<suite>.<check>`` or ``<check>``."""
         out = []

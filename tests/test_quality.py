@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -577,3 +578,73 @@ def test_native_suites_agree_with_the_connectors() -> None:
         for e in json.loads(path.read_text()).get("expectations", []):
             if e["meta"].get("check") == "currency_iso4217":
                 assert set(e["kwargs"]["value_set"]) == iso, path.name
+
+
+# --- native files validated together ----------------------------------------------------------
+
+
+def test_row_wise_suites(adapter: ModuleType) -> None:
+    """Only suites whose checks give each file the union's result may run over several files."""
+    assert all(map(adapter.row_wise, ["aws_cur2", "gcp_billing", "snowflake_cortex_usage"]))
+    assert not adapter.row_wise("azure_cost_mca")  # a row count to equal the manifest's
+    assert not adapter.row_wise("canonical_billing")  # duplicates: a GROUP BY query
+    assert not adapter.row_wise("statements")
+
+
+def _cortex_part(path: Path, tokens: list[float]) -> Path:
+    n = len(tokens)
+    pq.write_table(
+        pa.table({
+            "START_TIME": [P_START] * n, "END_TIME": [P_START + timedelta(hours=1)] * n,
+            "ACCOUNT_LOCATOR": ["AB12345"] * n, "REGION": ["AWS_US_EAST_1"] * n,
+            "FUNCTION_NAME": ["COMPLETE"] * n, "MODEL_NAME": ["llama3.1-8b"] * n,
+            "WAREHOUSE_ID": [1] * n, "TOKENS": tokens, "TOKEN_CREDITS": [0.5] * n,
+        }),
+        path,
+    )  # fmt: skip
+    return path
+
+
+class _Parts:
+    """A connector that only exposes native files (what native_task asks of one)."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.paths = paths
+
+    def native_relations(self, ctx: object) -> list:
+        from connectors.base import NativeRelation
+
+        return [
+            NativeRelation("snowflake_cortex_usage", p.name, f"SELECT * FROM read_parquet('{p}')")
+            for p in self.paths
+        ]
+
+
+@pytest.mark.parametrize("bad", [None, 2])
+def test_native_files_validated_together_report_as_if_alone(
+    adapter: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad: int | None
+) -> None:
+    """Clean parts are validated as one SELECT and each gets the checks it would get alone;
+    a bad value in one part sends the group back to one validation a file, naming that part."""
+    from flows import validation
+
+    runs: list[str | None] = []
+
+    def counted(*args: Any, **kwargs: Any) -> ValidationReport:
+        runs.append(kwargs["file"])
+        return adapter.validate_query(*args, **kwargs)
+
+    monkeypatch.setattr(validation, "validate_query", counted)
+    paths = [
+        _cortex_part(tmp_path / f"part{i}.parquet", [-5.0 if i == bad else 10.0, 20.0, 30.0])
+        for i in range(4)
+    ]
+    together = validation.native_task.fn(_Parts(paths), None, "snowflake/billing", None)
+    names = [p.name for p in paths]
+    assert runs == [None] + ([] if bad is None else names)  # the union, then each file
+    alone = [validation.native_task.fn(_Parts([p]), None, "s", None)[0] for p in paths]
+    alone = [replace(r, source="snowflake/billing") for r in alone]
+    assert together == alone
+    assert [r.rows for r in together] == [3] * 4
+    failed = [(r.checks[0].file, c.check) for r in together for c in r.failures]
+    assert failed == ([] if bad is None else [("part2.parquet", "non_negative_usage")])
