@@ -591,6 +591,34 @@ def test_row_wise_suites(adapter: ModuleType) -> None:
     assert not adapter.row_wise("statements")
 
 
+@pytest.mark.parametrize(
+    ("expectation", "row_wise"),
+    [
+        ({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}}, True),
+        ({"type": "expect_column_values_to_not_be_null",
+          "kwargs": {"column": "a", "mostly": 0.9}}, False),
+        ({"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1}}, True),
+        ({"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 2}}, False),
+        ({"type": "expect_table_row_count_to_be_between",
+          "kwargs": {"min_value": 1, "max_value": 10}}, False),
+        ({"type": "expect_column_values_to_be_unique", "kwargs": {"column": "a"}}, False),
+        ({"type": "unexpected_rows_expectation",
+          "kwargs": {"unexpected_rows_query": "SELECT * FROM {batch} WHERE a < 0"}}, True),
+        ({"type": "unexpected_rows_expectation", "kwargs": {
+            "unexpected_rows_query": "SELECT a FROM {batch} WHERE a IS NOT NULL GROUP BY a "
+            "HAVING count(*) > 1"}}, False),
+        ({"type": "unexpected_rows_expectation", "kwargs": {
+            "unexpected_rows_query": "SELECT * FROM {batch} WHERE a > (SELECT avg(a) FROM "
+            "{batch})"}}, False),
+    ],
+)  # fmt: skip
+def test_row_wise_decides_per_expectation(
+    adapter: ModuleType, tmp_path: Path, expectation: dict, row_wise: bool
+) -> None:
+    (tmp_path / "s.json").write_text(json.dumps({"expectations": [expectation]}))
+    assert adapter.row_wise("s", tmp_path) is row_wise
+
+
 def _cortex_part(path: Path, tokens: list[float]) -> Path:
     n = len(tokens)
     pq.write_table(
