@@ -192,6 +192,43 @@ def test_a_silently_dropped_row_quarantines_the_source(tmp_path: Path) -> None:
     assert not out.exists(), "a source that lost rows publishes no canonical file"
 
 
+class _NamesAStrayFile(FocusConnector):
+    """A connector whose row list names a path outside its snapshot for one row."""
+
+    def row_accounting_sql(self, ctx: NormalizeContext) -> str:
+        rows = super().row_accounting_sql(ctx)
+        return (
+            "SELECT CASE WHEN src_row = 3 THEN 'not/in/the/snapshot.csv' ELSE src_file END "
+            f"AS src_file, src_row, reason FROM ({rows})"
+        )
+
+
+class _LosesAFileName(FocusConnector):
+    """A connector whose SQL loses one line's file name."""
+
+    def normalize_sql(self, ctx: NormalizeContext) -> str:
+        return (
+            f'SELECT * REPLACE (CASE WHEN "x_SourceRow" = 3 THEN NULL ELSE "x_SourceFile" END '
+            f'AS "x_SourceFile") FROM ({super().normalize_sql(ctx)})'
+        )
+
+
+@pytest.mark.parametrize("bug", [_NamesAStrayFile, _LosesAFileName])
+def test_rows_keyed_by_path_hash_still_catch_a_wrong_file(tmp_path: Path, bug: type) -> None:
+    """Files are matched on their path's hash only when that cannot mislead: a native row
+    naming a path outside the snapshot sends the count back to the paths themselves, and a
+    line without a file matches no native row."""
+    case = suite.TestFocus.case
+    case.write(tmp_path, case.period)
+    src = SourceConfig(type="focus", **case.settings)
+    real = build_connector(src, tmp_path, "p/focus")
+    conn = bug(real.settings, tmp_path, "p/focus")
+    snap = extract(conn, case.period, tmp_path / "landing")
+    ctx = NormalizeContext("p", case.period, snap.id, snap.dir, snap.files)
+    with pytest.raises(SourceError, match=r"1 canonical source row\(s\) match no kept native row"):
+        normalize(conn, ctx, tmp_path / "out.parquet")
+
+
 def test_outcome_carries_the_counts_for_run_json_ledger_and_report() -> None:
     so = SourceOutcome("aws", "billing", "aws_cur2")
     so.count(RowAccounting(10, 7, 3, (("other billing period", 3),)))
@@ -227,3 +264,20 @@ def test_an_old_warehouse_gains_the_columns_and_keeps_its_rows(tmp_path: Path) -
         "ORDER BY run_id"
     ).fetchall()
     assert got == [("new", 7, 10, 7, 3), ("old", 5, None, None, None)]
+
+
+def test_hashed_file_keys_flag_what_they_cannot_vouch_for(tmp_path: Path) -> None:
+    from revshare.stages import _accounting_sql
+
+    canon = tmp_path / "c.parquet"
+    duckdb.sql(f"COPY (SELECT 'a.csv' AS x_SourceFile, 1 AS x_SourceRow) TO '{canon}'")
+    acc = (
+        "SELECT * FROM (VALUES ('a.csv', 1, NULL), ('b.csv', 1, NULL)) t(src_file, src_row, reason)"
+    )
+    con = duckdb.connect()
+    counts = con.execute(_accounting_sql(acc, canon, hashed=True), [["a.csv", "b.csv"]]).fetchone()
+    assert counts == (2, 0, 1, 1, None, False)
+    assert con.execute(_accounting_sql(acc, canon, hashed=False)).fetchone() == counts
+    # b.csv is not among the names; two names with one hash (here: the same name twice).
+    for names in (["a.csv"], ["a.csv", "a.csv", "b.csv"]):
+        assert con.execute(_accounting_sql(acc, canon, hashed=True), [names]).fetchone()[-1]
