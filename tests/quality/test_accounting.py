@@ -178,14 +178,20 @@ class _LosesARow(FocusConnector):
         return f'SELECT * FROM ({super().normalize_sql(ctx)}) WHERE "x_SourceRow" <> 3'
 
 
-def test_a_silently_dropped_row_quarantines_the_source(tmp_path: Path) -> None:
+def _landed_focus(
+    tmp_path: Path, bug: type[FocusConnector]
+) -> tuple[FocusConnector, NormalizeContext]:
+    """The standard suite's FOCUS month, landed through a connector with ``bug``."""
     case = suite.TestFocus.case
     case.write(tmp_path, case.period)
-    src = SourceConfig(type="focus", **case.settings)
-    real = build_connector(src, tmp_path, "p/focus")
-    conn = _LosesARow(real.settings, tmp_path, "p/focus")
+    real = build_connector(SourceConfig(type="focus", **case.settings), tmp_path, "p/focus")
+    conn = bug(real.settings, tmp_path, "p/focus")
     snap = extract(conn, case.period, tmp_path / "landing")
-    ctx = NormalizeContext("p", case.period, snap.id, snap.dir, snap.files)
+    return conn, NormalizeContext("p", case.period, snap.id, snap.dir, snap.files)
+
+
+def test_a_silently_dropped_row_quarantines_the_source(tmp_path: Path) -> None:
+    conn, ctx = _landed_focus(tmp_path, _LosesARow)
     out = tmp_path / "out.parquet"
     with pytest.raises(SourceError, match="rows do not add up"):
         normalize(conn, ctx, out)
@@ -218,13 +224,7 @@ def test_rows_keyed_by_path_hash_still_catch_a_wrong_file(tmp_path: Path, bug: t
     """Files are matched on their path's hash only when that cannot mislead: a native row
     naming a path outside the snapshot sends the count back to the paths themselves, and a
     line without a file matches no native row."""
-    case = suite.TestFocus.case
-    case.write(tmp_path, case.period)
-    src = SourceConfig(type="focus", **case.settings)
-    real = build_connector(src, tmp_path, "p/focus")
-    conn = bug(real.settings, tmp_path, "p/focus")
-    snap = extract(conn, case.period, tmp_path / "landing")
-    ctx = NormalizeContext("p", case.period, snap.id, snap.dir, snap.files)
+    conn, ctx = _landed_focus(tmp_path, bug)
     with pytest.raises(SourceError, match=r"1 canonical source row\(s\) match no kept native row"):
         normalize(conn, ctx, tmp_path / "out.parquet")
 
