@@ -367,11 +367,12 @@ def row_wise(suite_name: str, suites_dir: Path = SUITES_DIR) -> bool:
     return True
 
 
-def columns_of(sql: str) -> tuple[tuple[str, str], ...]:
-    """The (name, type) of each column of a SELECT, in order."""
+def shape_of(sql: str) -> tuple[int, tuple[tuple[str, str], ...]]:
+    """The rows of a SELECT (read to the end) and its columns' (name, type), in order."""
     con = duckdb.connect()
     try:
-        return tuple((r[0], r[1]) for r in con.execute(f"DESCRIBE ({sql})").fetchall())
+        columns = tuple((r[0], r[1]) for r in con.execute(f"DESCRIBE ({sql})").fetchall())
+        return int(con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]), columns
     finally:
         con.close()
 

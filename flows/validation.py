@@ -25,9 +25,8 @@ from prefect.cache_policies import NO_CACHE
 from connectors.base import Connector, NativeRelation, NormalizeContext
 from expectations.adapter import (
     build_data_docs,
-    columns_of,
-    count_rows,
     row_wise,
+    shape_of,
     validate_parquet,
     validate_query,
 )
@@ -75,23 +74,27 @@ def native_task(
             if joined.clean:
                 reports += [joined.for_file(rel.file, n) for rel, n in group]
                 continue
-        reports += [_validate(rel.sql, rel, source, docs, rows=n) for rel, n in group]
+        reports += [
+            _validate(rel.sql, rel, source, docs, rows=n, file=rel.file, asset=_asset(rel))
+            for rel, n in group
+        ]
     return reports
 
 
 def _validate(
     sql: str, rel: NativeRelation, source: str, docs: Path | None, *, rows: int | None,
-    file: str | None = "", asset: str | None = None,
+    file: str | None, asset: str,
 ) -> ValidationReport:  # fmt: skip
+    """``sql`` (``rel``'s file, or several like it) through ``rel``'s suite."""
     return validate_query(
         sql,
         rel.suite,
         source=source,
         params=rel.params,
-        file=rel.file if file == "" else file,
+        file=file,
         data_docs_dir=docs,
         build_docs=False,
-        asset_name=asset or _asset(rel),
+        asset_name=asset,
         rows=rows,
         # Parse JSON/CSV once, not once per check; Parquet is read column by column.
         materialize=not _parquet(rel),
@@ -117,11 +120,12 @@ def _alike(rels: list[NativeRelation]) -> list[list[tuple[NativeRelation, int | 
         key, rows = None, None
         if _parquet(rel) and row_wise(rel.suite):
             try:
-                rows = count_rows(rel.sql)
-                key = (rel.suite, json.dumps(rel.params, sort_keys=True, default=str),
-                       columns_of(rel.sql)) if rows else None  # fmt: skip
+                rows, columns = shape_of(rel.sql)
             except duckdb.Error:
-                key, rows = None, None
+                rows = None
+            else:
+                params = json.dumps(rel.params, sort_keys=True, default=str)
+                key = (rel.suite, params, columns) if rows else None
         if key is not None and key == last:
             groups[-1].append((rel, rows))
         else:

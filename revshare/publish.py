@@ -300,8 +300,7 @@ def _lines_by_discrepancy(lines: Path | None, temp_dir: Path) -> dict[str, dict]
         ).fetchall()
     finally:
         con.close()
-    return {d: {"total": total, "rows": [{**r, "total": total} for r in top]}
-            for d, total, top in found}  # fmt: skip
+    return {d: {"total": total, "rows": top} for d, total, top in found}
 
 
 def _restated_summary(restated: Path | None, temp_dir: Path) -> dict[str, dict]:
