@@ -30,7 +30,7 @@ def lit_list(values: list[str] | tuple[str, ...]) -> str:
     return "[" + ", ".join(lit(v) for v in values) + "]"
 
 
-def exact_decimal(expr: str, cast: str = "CAST") -> str:
+def exact_decimal(expr: str, cast: str = "CAST", *, whole_first: bool = False) -> str:
     """Text -> the canonical DECIMAL(38,12), exactly as DuckDB's own cast would round it.
 
     DuckDB parses text into a 128-bit DECIMAL slowly (2 to 7 us a value: seconds per million
@@ -43,13 +43,47 @@ def exact_decimal(expr: str, cast: str = "CAST") -> str:
       parse as BIGINT. Only plain digits qualify: BIGINT's own cast would round ``1.5`` or
       ``1.25e2`` to a whole number.
 
+    ``whole_first`` (token counts): a failed 64-bit parse costs DuckDB about 0.2 us, more
+    than a good one, so a column of whole numbers of a million and more is parsed as BIGINT
+    first, and kept where the text is exactly that number's own (``n`` or ``n.0``): 3.0 s ->
+    0.6 s for 9.7M Cloud Billing usage amounts. Fractional figures pay about 0.04 us more.
+
     ``cast="TRY_CAST"`` gives NULL instead of an error for text that is not a number.
     """
     whole = f"regexp_extract({expr}, '^\\s*(-?[0-9]{{1,18}})(\\.0*)?\\s*$', 1)"
-    return (
+    parsed = (
         f"coalesce(CAST(TRY_CAST({expr} AS DECIMAL(18,12)) AS DECIMAL(38,12)), "
         f"CAST(TRY_CAST({whole} AS BIGINT) AS DECIMAL(38,12)), "
         f"{cast}({expr} AS DECIMAL(38,12)))"
+    )
+    if not whole_first:
+        return parsed
+    n = f"TRY_CAST({expr} AS BIGINT)"
+    own = f"CAST({n} AS VARCHAR)"
+    return (
+        f"CASE WHEN {expr} IN ({own}, {own} || '.0') THEN CAST({n} AS DECIMAL(38,12)) "
+        f"ELSE {parsed} END"
+    )
+
+
+def exact_product(a: str, b: str, *, b_places: int) -> str:
+    """``CAST(a * CAST(b AS DECIMAL(18,10)) AS DECIMAL(38,12))`` for ``a`` a DECIMAL of at most
+    12 places (a price, credits): the same value, without rounding where none is needed.
+
+    The product of 12 places and a 10-place rate has 22, and DuckDB brings a 128-bit DECIMAL
+    to 12 places by 128-bit division, about 0.9 us a value: 7.6 s for 8.5M Cortex lines, per
+    column. When ``b`` has at most ``b_places`` decimals and ``a`` at most ``12 - b_places``
+    (told apart on 64-bit values; ``a`` of 10^6 and more fails that cast), the shortened
+    operands multiply to exactly 12 places, which is only widened. Other rows take the cast."""
+    rate = f"CAST({b} AS DECIMAL(18,10))"
+    short_a = f"CAST(TRY_CAST({a} AS DECIMAL(18,12)) AS DECIMAL(18,{12 - b_places}))"
+    short_b = f"CAST({rate} AS DECIMAL(18,{b_places}))"
+    # Widened first: DuckDB multiplies two 64-bit DECIMALs in 64 bits, and may overflow.
+    wide_a = f"CAST({short_a} AS DECIMAL(38,{12 - b_places}))"
+    return (
+        f"CASE WHEN {short_a} = {a} AND {short_b} = {rate} "
+        f"THEN CAST({wide_a} * {short_b} AS DECIMAL(38,12)) "
+        f"ELSE CAST({a} * {rate} AS DECIMAL(38,12)) END"
     )
 
 

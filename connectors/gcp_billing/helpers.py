@@ -167,20 +167,20 @@ def _in(values: Sequence[str] | Mapping[str, str]) -> str:
     return "(" + ", ".join(lit(v) for v in values) + ")"
 
 
-def _dec(x: str, cast: str = "CAST") -> str:
-    """JSON number text -> DECIMAL(38,12), exactly (``exact_decimal``; token counts arrive as
-    '1234567.0'). A JSON string keeps its quotes in the VARCHAR cast, so it fails every path:
-    no json_type check needed."""
-    return exact_decimal(f"CAST({x} AS VARCHAR)", cast)
+def _dec(x: str, cast: str = "CAST", *, counts: bool = False) -> str:
+    """JSON number text -> DECIMAL(38,12), exactly (``exact_decimal``; ``counts``: token
+    counts, '1234567.0', parsed as whole numbers first). A JSON string keeps its quotes in the
+    VARCHAR cast, so it fails every path: no json_type check needed."""
+    return exact_decimal(f"CAST({x} AS VARCHAR)", cast, whole_first=counts)
 
 
-def _num(x: str) -> str:
-    return _dec(x)
+def _num(x: str, *, counts: bool = False) -> str:
+    return _dec(x, counts=counts)
 
 
-def _is_num(x: str) -> str:
+def _is_num(x: str, *, counts: bool = False) -> str:
     """True for a JSON number that fits DECIMAL(38,12); null stays null."""
-    return f"({_dec(x, 'TRY_CAST')} IS NOT NULL)"
+    return f"({_dec(x, 'TRY_CAST', counts=counts)} IS NOT NULL)"
 
 
 def _ts(x: str) -> str:
@@ -208,12 +208,12 @@ _CHECKS: tuple[tuple[str, str, str], ...] = (
     ("service.description", "service.description IS NULL", "NULL"),
     (
         "usage.amount",
-        f"NOT coalesce({_is_num('usage.amount')}, TRUE)",
+        f"NOT coalesce({_is_num('usage.amount', counts=True)}, TRUE)",
         "CAST(usage.amount AS VARCHAR)",
     ),
     (
         "usage.amount_in_pricing_units",
-        f"NOT coalesce({_is_num('usage.amount_in_pricing_units')}, TRUE)",
+        f"NOT coalesce({_is_num('usage.amount_in_pricing_units', counts=True)}, TRUE)",
         "CAST(usage.amount_in_pricing_units AS VARCHAR)",
     ),
     (
@@ -311,10 +311,11 @@ def billing_sql(scan: str, period: Period, partner_id: str, snapshot_id: str) ->
         "ChargeDescription": "coalesce(r.adjustment_info.description, r.sku.description)",
         "ChargeFrequency": "CASE WHEN r.cost_type = 'regular' THEN 'Usage-Based' END",
         # FOCUS: consumption only on Usage; adjustments may still correct a priced quantity.
-        "ConsumedQuantity": f"CASE WHEN r.cost_type = 'regular' THEN {_num('r.usage.amount')} END",
+        "ConsumedQuantity": "CASE WHEN r.cost_type = 'regular' "
+        f"THEN {_num('r.usage.amount', counts=True)} END",
         "ConsumedUnit": "CASE WHEN r.cost_type = 'regular' THEN r.usage.unit END",
         "PricingQuantity": "CASE WHEN r.cost_type IN ('regular', 'adjustment') "
-        f"THEN {_num('r.usage.amount_in_pricing_units')} END",
+        f"THEN {_num('r.usage.amount_in_pricing_units', counts=True)} END",
         "PricingUnit": "CASE WHEN r.cost_type IN ('regular', 'adjustment') "
         "THEN r.usage.pricing_unit END",
         "x_NativeLineId": "r._file || ':' || r._row",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from revshare.periods import Period
 from revshare.schema import billing_select_sql
-from revshare.sqlutil import lit, parquet_scan
+from revshare.sqlutil import exact_product, lit, parquet_scan
 
 CORTEX = "CORTEX_FUNCTIONS_USAGE_HISTORY"
 DAILY = "USAGE_IN_CURRENCY_DAILY"
@@ -234,7 +234,8 @@ def _common(period: Period, ctx_partner: str, snapshot_id: str) -> dict[str, str
 
 
 def cortex_exprs(period: Period, partner: str, snapshot_id: str) -> dict[str, str]:
-    cost = "CAST(TOKEN_CREDITS AS DECIMAL(38,12)) * CAST(rate AS DECIMAL(18,10))"
+    # Credits have 9 places (NUMBER(38,9)) and rate sheets 2.
+    cost = exact_product("CAST(TOKEN_CREDITS AS DECIMAL(38,12))", "rate", b_places=3)
     return {
         **_common(period, partner, snapshot_id),
         "BilledCost": cost,

@@ -17,7 +17,7 @@ from revshare.config import Config, load_config
 from revshare.db import connect
 from revshare.errors import SourceError
 from revshare.periods import Period
-from revshare.sqlutil import exact_decimal, half_even
+from revshare.sqlutil import exact_decimal, exact_product, half_even
 from revshare.store import land, open_snapshot
 
 pytestmark = pytest.mark.unit
@@ -64,7 +64,8 @@ def test_double_to_decimal_keeps_cloud_figures_exact() -> None:
     assert v == Decimal("0.000000800000")
 
 
-def test_exact_decimal_parses_text_exactly_as_duckdb_cast() -> None:
+@pytest.mark.parametrize("whole_first", [False, True])
+def test_exact_decimal_parses_text_exactly_as_duckdb_cast(whole_first: bool) -> None:
     texts = ["0", "-0", "1", "+1.25", "-0.5", ".5", "5.", "0.000000000001", "-.000000000001",
              "0.0000000000005", "-0.0000000000005", "0.0000000000004999", "1.9999999999995",
              "-2.49999999999950001", "12345678901234.123456789012", "0.5434782608695652",
@@ -73,7 +74,9 @@ def test_exact_decimal_parses_text_exactly_as_duckdb_cast() -> None:
              "1234567", "1234567.0", "-1234567.000", " 7654321 ", "0001000000", "1e7", "1.25e6",
              "1234567.5", "-1234567.49", "999999999999999999", "9999999999999999999",
              "1234567.0000000000001", "1000000.", "+1000000",
-             "12345678901234567890123.0"]  # fmt: skip
+             "12345678901234567890123.0", "1234567.00", "1234567.50", "-7654321.0",
+             "9223372036854775807", "9223372036854775807.0", "-9223372036854775808",
+             "9223372036854775808", "1234567.0 ", " 1234567.0", "1234567.01"]  # fmt: skip
     con = connect()
     con.execute("CREATE TABLE t AS SELECT unnest($1::VARCHAR[]) AS v", [texts])
     # And 200,000 doubles' shortest text across 24 magnitudes, whole and fractional.
@@ -82,11 +85,47 @@ def test_exact_decimal_parses_text_exactly_as_duckdb_cast() -> None:
         "INSERT INTO t SELECT CAST(CASE WHEN i % 3 = 0 THEN round(x) ELSE x END AS VARCHAR) "
         "FROM (SELECT i, (random() - 0.4) * pow(10, i % 24 - 6) AS x FROM range(200000) r(i))"
     )
+    parsed = exact_decimal("v", whole_first=whole_first)
     diff = con.execute(
-        f"SELECT v, {exact_decimal('v')}, CAST(v AS DECIMAL(38,12)) FROM t "
-        f"WHERE ({exact_decimal('v')}) IS DISTINCT FROM CAST(v AS DECIMAL(38,12))"
+        f"SELECT v, {parsed}, CAST(v AS DECIMAL(38,12)) FROM t "
+        f"WHERE ({parsed}) IS DISTINCT FROM CAST(v AS DECIMAL(38,12))"
     ).fetchall()
     assert diff == []
+    tried = exact_decimal("v", "TRY_CAST", whole_first=whole_first)
+    assert con.execute(
+        f"SELECT {tried} FROM (SELECT unnest(['x', '1.2.3', NULL]) AS v)"
+    ).fetchall() == [
+        (None,),
+        (None,),
+        (None,),
+    ]
+
+
+@pytest.mark.parametrize("b_places", [0, 2, 3, 4, 10])
+def test_exact_product_is_duckdbs_rounded_product(b_places: int) -> None:
+    """The shortcut must give exactly the cast's value, on operands it takes and on those it
+    must leave to the cast (too many places, 10^6 and more, negative, NULL)."""
+    con = connect()
+    con.execute("SELECT setseed(0.75)")
+    con.execute(
+        "CREATE TABLE t AS SELECT "
+        "CAST(CAST((random() - 0.3) * pow(10, i % 11 - 3) AS DECIMAL(38,12)) AS DECIMAL(38,12)) "
+        "  AS a, "
+        "CAST(round((random() - 0.2) * 3, CAST(i % 7 + (i % 3) * 2 AS INTEGER)) AS VARCHAR) AS b "
+        "FROM range(30000) r(i)"
+    )
+    con.execute(
+        "INSERT INTO t VALUES (NULL, '1'), (1, NULL), (999999.999999999999, '0.92'), "
+        "(1000000, '0.92'), (-0.000240000000, '0.9234'), (0.00024, '1'), "
+        "(0.000000000001, '0.5'), (-0.000000000001, '0.5'), (123.456, '0.0000000001')"
+    )
+    got = exact_product("a", "b", b_places=b_places)
+    diff = con.execute(
+        f"SELECT a, b, {got}, CAST(a * CAST(b AS DECIMAL(18,10)) AS DECIMAL(38,12)) FROM t "
+        f"WHERE ({got}) IS DISTINCT FROM CAST(a * CAST(b AS DECIMAL(18,10)) AS DECIMAL(38,12))"
+    ).fetchall()
+    assert diff == []
+    assert con.execute(f"SELECT typeof({got}) FROM t LIMIT 1").fetchone() == ("DECIMAL(38,12)",)
 
 
 def test_half_even_rounds_exact_decimals_as_python_does() -> None:
