@@ -221,6 +221,10 @@ class GcpBillingConnector(Connector):
         assert row is not None
         records, bad_row, bad_col = row
         if records != lines:
+            if self._has_blank_line(path):
+                raise self.error(
+                    "blank line inside the export: rows would be misnumbered", file=rel
+                )
             raise self.error(
                 f"{lines} lines but {records} JSON records: not one record per line", file=rel
             )
@@ -232,19 +236,31 @@ class GcpBillingConnector(Connector):
             )
 
     def _count_lines(self, rel: str, path: Path) -> int:
-        """Decompress (CRC and length checked by gzip), count lines, refuse blank lines."""
-        count, prev_nl, blank, tail = 0, True, False, b""
+        """Decompress (CRC and length checked by gzip) and count lines.
+
+        DuckDB skips blank lines and refuses two records on one line, so a blank line makes
+        the records fewer than the lines; only then is the file searched for one
+        (``_has_blank_line``), for the message: the search doubled this pass, 9 -> 17 s for
+        9.7M lines."""
+        count, tail = 0, b""
         try:
             with gzip.open(path, "rb") as fh:
                 while chunk := fh.read(_CHUNK):
                     count += chunk.count(b"\n")
-                    blank = blank or b"\n\n" in chunk or (prev_nl and chunk[:1] == b"\n")
-                    prev_nl, tail = chunk[-1:] == b"\n", chunk[-1:]
+                    tail = chunk[-1:]
         except (OSError, EOFError, zlib.error) as e:
             raise self.error(f"corrupt or truncated gzip: {e}", file=rel) from e
-        if blank:
-            raise self.error("blank line inside the export: rows would be misnumbered", file=rel)
         return count + (1 if tail not in (b"", b"\n") else 0)
+
+    @staticmethod
+    def _has_blank_line(path: Path) -> bool:
+        prev_nl = True
+        with gzip.open(path, "rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                if b"\n\n" in chunk or (prev_nl and chunk[:1] == b"\n"):
+                    return True
+                prev_nl = chunk[-1:] == b"\n"
+        return False
 
     def _bad_line(self, con: duckdb.DuckDBPyConnection, path: Path, err: Exception) -> int | None:
         """The physical line DuckDB choked on. Its own 'line N' is right for type errors but
