@@ -71,8 +71,8 @@ def exact_product(a: str, b: str, *, b_places: int) -> str:
     12 places (a price, credits): the same value, without rounding where none is needed.
 
     The product of 12 places and a 10-place rate has 22, and DuckDB brings a 128-bit DECIMAL
-    to 12 places by 128-bit division, about 0.9 us a value: 7.6 s for 8.5M Cortex lines, per
-    column. When ``b`` has at most ``b_places`` decimals and ``a`` at most ``12 - b_places``
+    to 12 places by 128-bit division, about 0.9 us a value: 7.6 s for the costs of 8.5M
+    Cortex lines. When ``b`` has at most ``b_places`` decimals and ``a`` at most ``12 - b_places``
     (told apart on 64-bit values; ``a`` of 10^6 and more fails that cast), the shortened
     operands multiply to exactly 12 places, which is only widened. Other rows take the cast."""
     rate = f"CAST({b} AS DECIMAL(18,10))"
