@@ -14,6 +14,7 @@ name, not as a cast error in our SQL.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from prefect.cache_policies import NO_CACHE
 from connectors.base import Connector, NativeRelation, NormalizeContext
 from expectations.adapter import (
     build_data_docs,
+    row_count_params,
     row_wise,
     shape_of,
     validate_parquet,
@@ -66,10 +68,14 @@ def native_task(
     reports: list[ValidationReport] = []
     for group in _alike(connector.native_relations(ctx)):
         if len(group) > 1:
+            first = group[0][0]
+            rows = sum(n for _, n in group)
+            # A row count parameter is each file's own count (``_alike``): the union has the sum.
+            counts = dict.fromkeys(row_count_params(first.suite), rows)
             joined = _validate(
                 " UNION ALL ".join(f"SELECT * FROM ({rel.sql})" for rel, _ in group),
-                group[0][0], source, docs, rows=sum(n for _, n in group), file=None,
-                asset=f"{_asset(group[0][0])}-and-{len(group) - 1}-more",
+                replace(first, params={**first.params, **counts}), source, docs, rows=rows,
+                file=None, asset=f"{_asset(first)}-and-{len(group) - 1}-more",
             )  # fmt: skip
             if joined.clean:
                 reports += [joined.for_file(rel.file, n) for rel, n in group]
@@ -113,7 +119,11 @@ def _alike(rels: list[NativeRelation]) -> list[list[tuple[NativeRelation, int | 
     """The relations in order, consecutive ones grouped when they read Parquet, are not
     empty, and share their suite (one whose checks are row-wise, ``row_wise``), parameters
     and columns (names and types, in order); each with its row count when it could be read
-    (None: it is validated alone, which reports why it cannot be read)."""
+    (None: it is validated alone, which reports why it cannot be read).
+
+    A row count parameter (``row_count_params``: Azure's manifest tie-out) differs from file
+    to file: it is left out of the comparison, and a file is grouped only if it has exactly
+    that many rows (otherwise it is validated alone, and fails there, naming the file)."""
     groups: list[list[tuple[NativeRelation, int | None]]] = []
     last: object = None
     for rel in rels:
@@ -124,8 +134,11 @@ def _alike(rels: list[NativeRelation]) -> list[list[tuple[NativeRelation, int | 
             except duckdb.Error:
                 rows = None
             else:
-                params = json.dumps(rel.params, sort_keys=True, default=str)
-                key = (rel.suite, params, columns) if rows else None
+                counts = row_count_params(rel.suite)
+                own = {k: v for k, v in rel.params.items() if k not in counts}
+                params = json.dumps(own, sort_keys=True, default=str)
+                tied = all(rel.params.get(k) == rows for k in counts)
+                key = (rel.suite, params, columns) if rows and tied else None
         if key is not None and key == last:
             groups[-1].append((rel, rows))
         else:

@@ -585,10 +585,13 @@ def test_native_suites_agree_with_the_connectors() -> None:
 
 def test_row_wise_suites(adapter: ModuleType) -> None:
     """Only suites whose checks give each file the union's result may run over several files."""
-    assert all(map(adapter.row_wise, ["aws_cur2", "gcp_billing", "snowflake_cortex_usage"]))
-    assert not adapter.row_wise("azure_cost_mca")  # a row count to equal the manifest's
+    azure = ["azure_cost_mca", "azure_cost_ea", "azure_cost_ea_legacy"]
+    assert all(map(adapter.row_wise, ["aws_cur2", "gcp_billing", "snowflake_cortex_usage", *azure]))
     assert not adapter.row_wise("canonical_billing")  # duplicates: a GROUP BY query
     assert not adapter.row_wise("statements")
+    # Azure's manifest tie-out: each file's own row count, summed over a group.
+    assert [adapter.row_count_params(s) for s in azure] == [frozenset({"manifest_rows"})] * 3
+    assert adapter.row_count_params("aws_cur2") == frozenset()
 
 
 @pytest.mark.parametrize(
@@ -610,6 +613,9 @@ def test_row_wise_suites(adapter: ModuleType) -> None:
         ({"type": "unexpected_rows_expectation", "kwargs": {
             "unexpected_rows_query": "SELECT * FROM {batch} WHERE a > (SELECT avg(a) FROM "
             "{batch})"}}, False),
+        ({"type": "expect_table_row_count_to_equal",
+          "kwargs": {"value": {"$PARAMETER": "rows"}}}, True),
+        ({"type": "expect_table_row_count_to_equal", "kwargs": {"value": 3}}, False),
     ],
 )  # fmt: skip
 def test_row_wise_decides_per_expectation(
@@ -617,6 +623,18 @@ def test_row_wise_decides_per_expectation(
 ) -> None:
     (tmp_path / "s.json").write_text(json.dumps({"expectations": [expectation]}))
     assert adapter.row_wise("s", tmp_path) is row_wise
+
+
+def test_a_row_count_parameter_used_elsewhere_is_not_a_row_count(
+    adapter: ModuleType, tmp_path: Path
+) -> None:
+    """Summed over a group, a parameter must mean nothing but the file's rows."""
+    count = {"type": "expect_table_row_count_to_equal", "kwargs": {"value": {"$PARAMETER": "n"}}}
+    other = {"type": "expect_column_values_to_be_between",
+             "kwargs": {"column": "a", "max_value": {"$PARAMETER": "n"}}}  # fmt: skip
+    (tmp_path / "s.json").write_text(json.dumps({"expectations": [count, other]}))
+    assert adapter.row_count_params("s", tmp_path) == frozenset()
+    assert not adapter.row_wise("s", tmp_path)
 
 
 def _cortex_part(path: Path, tokens: list[float]) -> Path:
@@ -676,3 +694,66 @@ def test_native_files_validated_together_report_as_if_alone(
     assert [r.rows for r in together] == [3] * 4
     failed = [(r.checks[0].file, c.check) for r in together for c in r.failures]
     assert failed == ([] if bad is None else [("part2.parquet", "non_negative_usage")])
+
+
+class _AzureParts:
+    """Parquet parts of one Azure cost details file, each with the row count its manifest
+    promises (``manifest_rows``), as the connector exposes decoded copies."""
+
+    def __init__(self, parts: list[tuple[Path, int]]) -> None:
+        self.parts = parts
+
+    def native_relations(self, ctx: object) -> list:
+        from connectors.base import NativeRelation
+
+        return [
+            NativeRelation("azure_cost_mca", p.name, f"SELECT * FROM read_parquet('{p}')",
+                           {"manifest_rows": promised}, columnar=True)
+            for p, promised in self.parts
+        ]  # fmt: skip
+
+
+@pytest.mark.parametrize("off", [None, 1])
+def test_azure_parts_validated_together_tie_each_to_its_manifest(
+    adapter: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, off: int | None
+) -> None:
+    """Parts whose rows equal their manifest's count are validated as one SELECT against the
+    sum; a part the manifest miscounts is validated alone and fails, naming that part."""
+    import duckdb
+
+    from flows import validation
+    from revshare.config import load_config
+    from revshare.generate import generate
+    from revshare.periods import Period
+
+    generate(
+        load_config(SUITES.parent / "config"), Period.parse("2026-10"), tmp_path / "d", rows=300
+    )
+    (csv,) = (tmp_path / "d" / "azure").rglob("*.csv.gz")
+    con = duckdb.connect()
+    rows = con.execute(f"SELECT count(*) FROM read_csv('{csv}', all_varchar = true)").fetchone()[0]
+    parts = []
+    for i in range(4):
+        part = tmp_path / f"part_{i}.parquet"
+        con.execute(
+            f"COPY (SELECT * EXCLUDE (n) FROM (SELECT *, row_number() OVER () AS n FROM "
+            f"read_csv('{csv}', all_varchar = true)) WHERE n % 4 = {i}) TO '{part}'"
+        )
+        n = pq.ParquetFile(part).metadata.num_rows
+        parts.append((part, n + (off if i == 2 and off else 0)))
+    assert sum(n for _, n in parts) == rows + (off or 0)
+    runs: list[str | None] = []
+
+    def counted(*args: Any, **kwargs: Any) -> ValidationReport:
+        runs.append(kwargs["file"])
+        return adapter.validate_query(*args, **kwargs)
+
+    monkeypatch.setattr(validation, "validate_query", counted)
+    together = validation.native_task.fn(_AzureParts(parts), None, "azure/billing", None)
+    names = [p.name for p, _ in parts]
+    # The first two parts go together; a miscounted third is alone and cuts the run.
+    assert runs == ([None] if off is None else [None, names[2], names[3]])
+    alone = [validation.native_task.fn(_AzureParts([p]), None, "s", None)[0] for p in parts]
+    assert together == [replace(r, source="azure/billing") for r in alone]
+    failed = [(r.checks[0].file, c.check) for r in together for c in r.failures]
+    assert failed == ([] if off is None else [("part_2.parquet", "rows_tie_to_manifest")])
