@@ -26,6 +26,9 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory):
     os.environ["PREFECT_HOME"] = str(home)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # As the CLI does (revshare/cli.py): no import of every collection at server start.
+    os.environ.setdefault("PREFECT_SERVER_REGISTER_BLOCKS_ON_START", "false")
+    os.environ.setdefault("PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION", "false")
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
