@@ -421,6 +421,10 @@ def _unreadable(suite_name: str, source: str, file: str | None, exc: Exception) 
     return ValidationReport(suite=suite_name, source=source, rows=0, checks=(check,))
 
 
+#: The columns that place a canonical row in its source file, in sort order.
+_LINEAGE = ("x_SourceFile", "x_SourceRow", "x_NativeLineId")
+
+
 def _with_sample_rows(check: CheckResult, sql: str, suite: Mapping[str, Any]) -> CheckResult:
     """A few offending rows for a failed query check (GX's SUMMARY format returns only a
     count for those; asking GX for COMPLETE would return every row of a 10M-row file)."""
@@ -437,12 +441,15 @@ def _with_sample_rows(check: CheckResult, sql: str, suite: Mapping[str, Any]) ->
     )
     if query is None:
         return check
+    rows_sql = query.format(batch=f"({sql}) AS batch")
     con = duckdb.connect()
     try:
-        cur = con.execute(
-            f"SELECT * FROM ({query.format(batch=f'({sql}) AS batch')}) LIMIT {SAMPLE_SIZE}"
-        )
-        names = [d[0] for d in cur.description]
+        # Ordered: the files are written without insertion order (``revshare.stages``), so
+        # "the first rows" would differ from one run to the next. By lineage where the rows
+        # carry it (the sample is then the file's first offending rows), else by every column.
+        names = [d[0] for d in con.execute(f"SELECT * FROM ({rows_sql}) LIMIT 0").description]
+        order = ", ".join(f'"{c}"' for c in _LINEAGE if c in names) or "ALL"
+        cur = con.execute(f"SELECT * FROM ({rows_sql}) ORDER BY {order} LIMIT {SAMPLE_SIZE}")
         rows = [
             {n: str(v) for n, v in zip(names, r, strict=True) if v is not None}
             for r in cur.fetchall()

@@ -302,6 +302,36 @@ def test_failure_sample_names_the_bad_value(adapter: ModuleType, tmp_path: Path)
     assert fmt.sample_rows[0]["x_NativeLineId"] == "l1"
 
 
+def test_failure_sample_rows_do_not_depend_on_file_order(
+    adapter: ModuleType, tmp_path: Path
+) -> None:
+    """Canonical files are written without insertion order, so the same lines come in another
+    order on a rerun; the sample of a failed query check must be the same rows either way:
+    the first offending rows by file and row."""
+    base = billing_columns()
+    cols = {k: v + v for k, v in base.items()}  # ten lines, every one with a bad currency
+    cols["BillingCurrency"] = ["usd"] * 10
+    cols["x_NativeLineId"] = [f"l{i}" for i in range(10)]
+    cols["x_SourceRow"] = [*base["x_SourceRow"], *(r + 10 for r in base["x_SourceRow"])]
+    table = pa.table(cols, schema=pa.schema([f.with_nullable(True) for f in BILLING_SCHEMA]))
+    samples = []
+    for name, order in (("forward", range(10)), ("shuffled", [7, 2, 9, 0, 5, 3, 8, 1, 6, 4])):
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(table.take(list(order)), path, row_group_size=3)
+        report = adapter.validate_parquet(
+            path, "canonical_billing", source="s", params=BILLING_PARAMS
+        )
+        (fmt,) = [c for c in report.blocking if c.check == "currency_format"]
+        assert fmt.unexpected_count == 10
+        samples.append(fmt.sample_rows)
+    assert samples[0] == samples[1]
+    # a.parquet rows 1, 2, 3, 11, 12 (the first five by file and row); b.parquet's come after.
+    assert [(r["x_SourceFile"], r["x_SourceRow"]) for r in samples[0]] == [
+        ("a.parquet", "1"), ("a.parquet", "2"), ("a.parquet", "3"),
+        ("a.parquet", "11"), ("a.parquet", "12"),
+    ]  # fmt: skip
+
+
 def test_missing_parameter_is_refused(adapter: ModuleType, tmp_path: Path) -> None:
     path = write(tmp_path, billing_columns(), BILLING_SCHEMA, "clean")
     params = {k: v for k, v in BILLING_PARAMS.items() if k != "partner_id"}
