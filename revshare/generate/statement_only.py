@@ -10,11 +10,15 @@ computed here from the figures written, never by the code under test.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import re
+import zipfile
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
+from typing import Any
 
 from revshare import terms
 from revshare.config import Config
@@ -165,7 +169,24 @@ def _write(pid: str, period: Period, records: list[dict], folder: Path, planted:
                        str(r["quantity"]), f"${r['unit_price']}", f"${r['gross_revenue']:,}",
                        f"{r['share_rate'] * 100:g}%", f"${r['share_amount']:,}",
                        "USD"])  # fmt: skip
-        wb.save(folder / f"{sid}-r1.xlsx")
+        _save_reproducibly(wb, folder / f"{sid}-r1.xlsx", period.end + timedelta(days=6))
+
+
+def _save_reproducibly(wb: Any, path: Path, when: datetime) -> None:
+    """Save with ``when`` as every time stamp. openpyxl writes the clock time into the
+    document properties and every zip entry, so a month generated twice from the same seed
+    landed as a new Dell statement snapshot each time."""
+    wb.properties.created = when.replace(tzinfo=None)
+    raw = io.BytesIO()
+    wb.save(raw)  # sets the properties' modified time to now: replaced below
+    stamp = f"{when:%Y-%m-%dT%H:%M:%SZ}".encode()
+    with zipfile.ZipFile(raw) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "docProps/core.xml":
+                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>" + stamp, data)
+            entry = zipfile.ZipInfo(item.filename, date_time=when.timetuple()[:6])
+            out.writestr(entry, data, compress_type=zipfile.ZIP_DEFLATED)
 
 
 def _write_probe(period: Period, folder: Path) -> Decimal:

@@ -8,10 +8,12 @@ from the generator's ground truth, computed from the figures it wrote.
 
 from __future__ import annotations
 
+import zipfile
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import openpyxl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -151,3 +153,22 @@ def test_lines_behind_each_discrepancy_point_into_the_snapshots(checked: dict) -
     assert {r["side"] for r in behind} == {"probe"}
     assert len(behind) == 200  # the month's requests, not the one from the month before
     assert all(r["source_file"] == "probe-usage.csv" and r["source_row"] for r in behind)
+
+
+def test_generated_statements_are_the_same_bytes_every_time(tmp_path: Path) -> None:
+    """The same month generated twice lands as the same snapshot: the Dell workbook carries
+    its issue date, not the clock, in its properties and in every zip entry."""
+    config = load_config(REPO / "config")
+    first, second = tmp_path / "a", tmp_path / "b"
+    generate_statement_only(config, OCT, first)
+    generate_statement_only(config, OCT, second)
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    for rel in files:
+        assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
+    (book,) = [first / rel for rel in files if rel.name == f"DELL-{OCT.compact}-r1.xlsx"]
+    issued = datetime(2026, 11, 7)
+    with zipfile.ZipFile(book) as z:
+        assert {i.date_time for i in z.infolist()} == {issued.timetuple()[:6]}
+    props = openpyxl.load_workbook(book).properties
+    assert (props.created, props.modified) == (issued, issued)
