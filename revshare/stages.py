@@ -38,7 +38,7 @@ ROW_GROUP_BYTES = ", ROW_GROUP_SIZE_BYTES '128MB'"
 #: 1.39 GB with 128 MB, 1.03 GB with 64 MB (Cloud Billing's 41 shards 1.02 -> 0.69 GB), in
 #: the same time. Azure's normalize over the copies took 39.3 s instead of 43.6 s (72 CPU-s
 #: instead of 82: a 233,000-row part is more than one or two row groups to share between
-#: threads); its native suites, 5.2 s either way.
+#: threads); its native suites, 5.2 to 5.6 s either way.
 DECODED_ROW_GROUP_BYTES = ", ROW_GROUP_SIZE_BYTES '64MB'"
 
 
