@@ -40,6 +40,11 @@ ROW_GROUP_BYTES = ", ROW_GROUP_SIZE_BYTES '128MB'"
 #: instead of 82: a 233,000-row part is more than one or two row groups to share between
 #: threads); its native suites, 5.2 to 5.6 s either way.
 DECODED_ROW_GROUP_BYTES = ", ROW_GROUP_SIZE_BYTES '64MB'"
+#: The row accounting's cap. Its hash tables (every native row's key, and the lines' distinct
+#: source rows) took a 10M-line source's normalize to its peak: 1.24 to 1.46 GB in a process
+#: of its own under the 1 GB cap, 0.85 to 0.95 GB under this one (below the canonical COPY's),
+#: for 0.6 to 1.1 s more a source as the joins spill.
+ACCOUNTING_MEMORY = "512MB"
 
 
 class ConnectorLike(Protocol):
@@ -143,6 +148,7 @@ def normalize(
             file=_unreadable(connector, ctx),
         ) from exc
     rows = con.execute(f"SELECT count(*) FROM read_parquet({lit(tmp)})").fetchone()[0]
+    con.execute(f"SET memory_limit = '{ACCOUNTING_MEMORY}'")  # the accounting is all that is left
     try:
         acc = account(con, connector, ctx, tmp)
     except SourceError:
@@ -150,13 +156,6 @@ def normalize(
         raise
     os.replace(tmp, out)
     return Normalized(out, rows, acc)
-
-
-#: The row accounting's cap. Its hash tables (every native row's key, and the lines' distinct
-#: source rows) took a 10M-line source's normalize to its peak: 1.24 to 1.46 GB in a process
-#: of its own under the 1 GB cap, 0.85 to 0.95 GB under this one (below the canonical COPY's),
-#: for 0.6 to 1.1 s more a source as the joins spill.
-ACCOUNTING_MEMORY = "512MB"
 
 
 def account(
@@ -167,13 +166,11 @@ def account(
     The connector lists its native rows with a rejection reason or none (kept); the rows kept
     must be exactly the distinct (x_SourceFile, x_SourceRow) of the canonical lines. A row kept
     but absent from the lines (a join that dropped it) or a line from no kept row both break
-    rows read = rows normalized + rows rejected, and the source is quarantined. Lowers
-    ``con``'s memory cap to ``ACCOUNTING_MEMORY``."""
+    rows read = rows normalized + rows rejected, and the source is quarantined."""
     acc_sql = getattr(connector, "row_accounting_sql", lambda _ctx: None)(ctx)
     if not acc_sql:
         return None
     try:
-        con.execute(f"SET memory_limit = '{ACCOUNTING_MEMORY}'")
         names = _file_names(con, ctx, canonical)
         counts = con.execute(_accounting_sql(acc_sql, canonical, hashed=True), [names]).fetchone()
         if counts[-1]:  # a row names a file outside the snapshot and the lines: exact keys
