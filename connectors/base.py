@@ -224,6 +224,16 @@ class Connector(ABC):
             f"{reason} AS reason FROM {source}"
         )
 
+    def diagnose(self, ctx: NormalizeContext) -> None:
+        """Called only when the canonical SELECT failed: raise the SourceError that names the
+        file, row and column of the value it choked on, or return to let the core report the
+        engine's own message.
+
+        So a check the SELECT makes by itself, a strict cast of every row it keeps, need not
+        scan the files up front as well: ``normalize_sql`` can leave it to this error path
+        (the Azure connector does, for its money columns: 10 s of a 9.3M-row month)."""
+        return None
+
     def unreadable_file(self, ctx: NormalizeContext) -> str | None:
         """The first landed file that cannot be decoded in full, or None.
 

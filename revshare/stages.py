@@ -142,6 +142,8 @@ def normalize(
         con.execute(f"COPY ({sql}) TO {lit(tmp)} ({options})")
     except duckdb.Error as exc:
         tmp.unlink(missing_ok=True)
+        con.close()
+        _diagnose(connector, ctx)
         raise SourceError(
             connector.source_name,
             f"could not normalize: {_first_line(exc)}",
@@ -235,6 +237,13 @@ SELECT (SELECT count(*) FROM acc),
        (SELECT list({{'reason': reason, 'rows': n}} ORDER BY reason) FROM
           (SELECT reason, count(*) AS n FROM acc WHERE reason IS NOT NULL GROUP BY reason)),
        {doubt}"""
+
+
+def _diagnose(connector: ConnectorLike, ctx: Any) -> None:
+    """Let the connector name the bad value its SELECT failed on (error path only)."""
+    diagnose = getattr(connector, "diagnose", None)
+    if diagnose is not None:
+        diagnose(ctx)
 
 
 def _unreadable(connector: ConnectorLike, ctx: Any) -> str | None:

@@ -75,6 +75,10 @@ LAYOUT_NAMES = {
 #: Money and quantity columns: must read as exact decimals.
 NUMERIC = ("cost", "quantity", "unit_price", "payg_price", "pricing_cost", "exchange_rate",
            "payg_cost")  # fmt: skip
+#: Those the canonical SELECT casts strictly on every row it keeps (``select_sql``), so a bad
+#: value fails it and is looked for only then. The exchange rate is cast only where a price
+#: column is present: it is always checked up front.
+CAST_BY_SELECT = ("cost", "quantity", "unit_price", "payg_price", "pricing_cost", "payg_cost")
 #: chargeType -> FOCUS ChargeCategory. Refunds are credits (house rule); an unknown value is
 #: an error, never a guess.
 CHARGE_CATEGORY = {
@@ -170,11 +174,12 @@ def _charge_category(m: FileMap) -> str:
     return f"CASE lower({m.v('charge_type')}) {whens} END"
 
 
-def checks(m: FileMap) -> list[tuple[str, str, str]]:
-    """(column, condition that flags a bad row, what is wrong) for one file."""
+def checks(m: FileMap, *, casts: bool = True) -> list[tuple[str, str, str]]:
+    """(column, condition that flags a bad row, what is wrong) for one file; without
+    ``casts``, not the numbers ``select_sql`` refuses by itself (``CAST_BY_SELECT``)."""
     out: list[tuple[str, str, str]] = []
     for f in NUMERIC:
-        if f in m.cols:
+        if f in m.cols and (casts or f not in CAST_BY_SELECT):
             out.append((m.cols[f], not_decimal(m.v(f)), "not a decimal number"))
     for f in ("cost", "date", "currency", "charge_type", "account_id"):
         out.append((m.cols[f], f"{m.v(f)} IS NULL", "empty required value"))
@@ -190,7 +195,7 @@ def checks(m: FileMap) -> list[tuple[str, str, str]]:
     return out
 
 
-def validation_sql(m: FileMap, source: str) -> str:
+def validation_sql(m: FileMap, source: str, *, casts: bool = True) -> str:
     """First bad row of a file with the failing column, value and reason (or no row).
 
     (Measured: this list form is as fast as a plain OR of the checks, and ~6x faster than an
@@ -198,7 +203,7 @@ def validation_sql(m: FileMap, source: str) -> str:
     """
     items = ", ".join(
         f'CASE WHEN {cond} THEN [{lit(col)}, CAST("{col}" AS VARCHAR), {lit(why)}] END'
-        for col, cond, why in checks(m)
+        for col, cond, why in checks(m, casts=casts)
     )
     bad = f"list_filter([{items}], x -> x IS NOT NULL)"
     return (

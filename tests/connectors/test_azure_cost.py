@@ -17,12 +17,13 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from connectors.azure_cost import AzureCostConnector, AzureCostSettings
+from connectors.azure_cost import AzureCostConnector, AzureCostSettings, helpers
 from connectors.base import NormalizeContext, SourceError
 from revshare.generate import azure
 from revshare.generate.lines import GEN_LINES_SCHEMA
 from revshare.periods import Period
 from revshare.schema import BILLING_SCHEMA
+from revshare.stages import normalize
 
 pytestmark = pytest.mark.integration
 
@@ -268,13 +269,31 @@ def test_missing_required_column_names_column_and_file(tmp_path: Path) -> None:
     assert "EA cost details" in str(e.value)
 
 
-def test_text_in_numeric_column_names_file_row_column(tmp_path: Path) -> None:
+@pytest.mark.parametrize("field", helpers.NUMERIC)
+def test_text_in_numeric_column_names_file_row_column(tmp_path: Path, field: str) -> None:
+    """Most money columns are checked by the canonical SELECT's own casts, and row by row only
+    when it fails (``diagnose``): each must still come back as file, row and column."""
+    column = helpers.LAYOUTS["mca"][field]
     written = azure.write(_lines(), PERIOD, tmp_path / "x", export_name=EXPORT)
-    _rewrite(written[0], tmp_path / "bad.csv", set_cell=(4, "quantity", "12,5 K"))
+    _rewrite(written[0], tmp_path / "bad.csv", set_cell=(4, column, "12,5 K"))
+    ctx = NormalizeContext("azure", PERIOD, "snap-1", tmp_path, ("bad.csv",))
     with pytest.raises(SourceError) as e:
-        _run(_connector(tmp_path), tmp_path, ("bad.csv",))
-    assert (e.value.file, e.value.row, e.value.column) == ("bad.csv", 4, "quantity")
+        normalize(_connector(tmp_path), ctx, tmp_path / "out.parquet")
+    assert (e.value.file, e.value.row, e.value.column) == ("bad.csv", 4, column)
     assert "not a decimal number" in str(e.value)
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_text_in_money_of_another_period_is_left_with_its_row(tmp_path: Path) -> None:
+    """A row of another billing period never becomes a line (the row accounting rejects it
+    with that reason), so its figures are not parsed and cannot stop the month."""
+    written = azure.write(_lines(), PERIOD, tmp_path / "x", export_name=EXPORT)
+    rows = _csv_rows(written[0])
+    late = next(i for i, r in enumerate(rows, 1) if r["billingPeriodStartDate"] == "09/01/2026")
+    _rewrite(written[0], tmp_path / "late.csv", set_cell=(late, "costInBillingCurrency", "n/a"))
+    ctx = NormalizeContext("azure", PERIOD, "snap-1", tmp_path, ("late.csv",))
+    out = normalize(_connector(tmp_path), ctx, tmp_path / "out.parquet")
+    assert out.rows == 7 and out.accounting.rejected == 1
 
 
 def test_unknown_header_is_rejected(tmp_path: Path) -> None:
