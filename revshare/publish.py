@@ -149,12 +149,10 @@ def publish(
         ).to_arrow_table()
         _write_table(grain, paths.results / "reconciliation")
         _write_table(discrepancies, paths.results / "discrepancies")
-        spill = paths.work / "spill"
-        lines = line_files.concat([r.lines for r in results], paths.results / LINES_FILE, spill)
+        lines = line_files.concat([r.lines for r in results], paths.results / LINES_FILE)
         restated = line_files.concat(
             [r.restated for r in results if r.restated is not None],
             paths.results / RESTATED_FILE,
-            spill,
         )
         if revisions is not None:
             _atomic_write(
