@@ -6,8 +6,10 @@ it starts, summed) every ``interval`` seconds. Why sampling rather than
 *all* children the bench has ever waited for, so a later, smaller run would report an earlier
 run's peak, and it never sums a tree: the pipeline's flow runs beside Prefect's temporary API
 server, a second process whose memory is part of what a run costs. Sampling can miss a spike
-shorter than the interval, so the exact high-water mark of the command's own process (from
-``wait4``, which reports that one child alone) is kept too: the tree peak is at least that.
+shorter than the interval, so the high-water mark of the command's own process is kept too
+(the kernel's ``VmHWM``, read at each sample: exact up to the last sample before it exits),
+and the tree peak is at least that. Not ``wait4``'s ``ru_maxrss``: it carries this process's
+own high-water mark into the child (``revshare.timing.peak_rss``).
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from pathlib import Path
 
 import psutil
 
+from revshare.timing import peak_rss
+
 
 @dataclass
 class Measured:
     wall_seconds: float
     peak_rss_tree_bytes: int  # sampled, whole process tree summed
-    peak_rss_main_bytes: int  # exact (wait4 ru_maxrss), the command's own process
+    peak_rss_main_bytes: int  # the command's own process: its VmHWM at the last sample
     returncode: int
     load_before: tuple[float, float, float]
     load_after: tuple[float, float, float]
@@ -58,7 +62,7 @@ def run(
 ) -> Measured:
     """Run ``cmd`` to completion, output to ``log``; return its measurements."""
     load_before = os.getloadavg()
-    peak = 0
+    peak = main_peak = 0
     done = threading.Event()
     with open(log, "wb") as out:
         t0 = time.perf_counter()
@@ -66,23 +70,23 @@ def run(
         ps = psutil.Process(child.pid)
 
         def sample() -> None:
-            nonlocal peak
+            nonlocal peak, main_peak
             while not done.is_set():
                 peak = max(peak, _tree_rss(ps))
+                main_peak = max(main_peak, peak_rss(child.pid) or 0)
                 done.wait(interval)
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        # wait4 rather than Popen.wait: it also returns the child's own resource usage.
-        _, status, usage = os.wait4(child.pid, 0)
+        _, status = os.waitpid(child.pid, 0)
         wall = time.perf_counter() - t0
         done.set()
         sampler.join()
         child.returncode = os.waitstatus_to_exitcode(status)
     return Measured(
         wall_seconds=wall,
-        peak_rss_tree_bytes=max(peak, usage.ru_maxrss * 1024),
-        peak_rss_main_bytes=usage.ru_maxrss * 1024,  # Linux reports kilobytes
+        peak_rss_tree_bytes=max(peak, main_peak),
+        peak_rss_main_bytes=main_peak,
         returncode=child.returncode,
         load_before=load_before,
         load_after=os.getloadavg(),

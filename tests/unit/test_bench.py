@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,26 @@ def test_peak_stage_is_the_first_to_reach_the_high_water_mark(tmp_path: Path, mo
     ]
     assert timing.peak_stage(records) == "normalize gcp"
     assert timing.peak_stage([{"stage": "extract", "seconds": 1.0}]) is None
+
+
+def test_a_small_child_of_a_big_parent_is_measured_small(tmp_path: Path, monkeypatch) -> None:
+    """``ru_maxrss`` carries the parent's high-water mark into a child (the bench's 1.2 GB
+    showed as the limit pass's peak); the measurement and the stage records must not."""
+    from revshare import timing
+    from revshare.bench import measure
+
+    ballast = b"\1" * 600_000_000  # written, so resident in this process
+    stamps = tmp_path / "t.jsonl"
+    code = "import time; from revshare import timing; time.sleep(0.5); timing.record('x', 0.1)"
+    m = measure.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, timing.ENV: str(stamps)},
+        cwd=REPO,
+        log=tmp_path / "log",
+    )
+    assert m.returncode == 0, (tmp_path / "log").read_text()
+    assert 5_000_000 < m.peak_rss_main_bytes < 300_000_000 < len(ballast)
+    assert 5_000_000 < timing.read(stamps)[0]["peak_rss_bytes"] < 300_000_000
 
 
 def test_pandas_reference_equals_pipeline_grain(measured: tuple[Path, dict]) -> None:
