@@ -248,3 +248,125 @@ def sftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpServer]:
     cmd = [str(exe), "-D", "-e", "-f", str(work / "sshd_config")]
     with serve(cmd, lambda: _answers_ssh(port), work):
         yield SftpServer(port, getpass.getuser(), root, work / "known_hosts", client_key, host_pub)
+
+
+# -- SFTP with a password: paramiko's own server side -------------------------------------------
+
+
+@dataclass(frozen=True)
+class PasswordSftpServer:
+    port: int
+    user: str
+    password: str
+    #: The only folder it serves (read-only); absolute paths under it, as with sshd above.
+    root: Path
+    known_hosts: Path
+
+    def uri(self, path: Path | str) -> str:
+        return f"sftp://{self.user}@127.0.0.1:{self.port}{Path(path).as_posix()}"
+
+
+def _sftp_folder(root: Path) -> type:
+    import paramiko
+
+    def refuse(exc: OSError) -> int:
+        return paramiko.SFTPServer.convert_errno(exc.errno)
+
+    class Folder(paramiko.SFTPServerInterface):
+        """Read-only SFTP over ``root``: what a partner's drop looks like to our client."""
+
+        def _real(self, path: str) -> Path:
+            real = Path(os.path.realpath(path))
+            if real != root and root not in real.parents:
+                raise PermissionError(13, "outside the served folder")
+            return real
+
+        def list_folder(self, path: str) -> list | int:
+            try:
+                folder = self._real(path)
+                out = []
+                for name in sorted(os.listdir(folder)):
+                    attr = paramiko.SFTPAttributes.from_stat(os.stat(folder / name), name)
+                    out.append(attr)
+                return out
+            except OSError as exc:
+                return refuse(exc)
+
+        def stat(self, path: str) -> object:
+            try:
+                return paramiko.SFTPAttributes.from_stat(os.stat(self._real(path)))
+            except OSError as exc:
+                return refuse(exc)
+
+        lstat = stat
+
+        def open(self, path: str, flags: int, attr: object) -> object:
+            if flags & (os.O_WRONLY | os.O_RDWR):
+                return paramiko.SFTP_PERMISSION_DENIED
+            try:
+                handle = paramiko.SFTPHandle(flags)
+                handle.readfile = self._real(path).open("rb")
+                return handle
+            except OSError as exc:
+                return refuse(exc)
+
+    return Folder
+
+
+@pytest.fixture(scope="module")
+def sftp_password(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PasswordSftpServer]:
+    """An SFTP server that takes a password: paramiko's server side (``Transport`` in server
+    mode with its ``SFTPServer`` subsystem) in threads of this process, on a free port, with a
+    generated host key. OpenSSH's sshd checks passwords against the machine's own accounts,
+    which a test must not change."""
+    import hmac
+    import secrets
+    import threading
+
+    import paramiko
+
+    work = tmp_path_factory.mktemp("sftp-password")
+    root = Path(os.path.realpath(work / "drop"))
+    root.mkdir()
+    user, password = "partner", "pw-" + secrets.token_urlsafe(12)
+    host_key = paramiko.ECDSAKey.generate()
+
+    class Auth(paramiko.ServerInterface):
+        def get_allowed_auths(self, username: str) -> str:
+            return "password"
+
+        def check_auth_password(self, username: str, offered: str) -> int:
+            ok = username == user and hmac.compare_digest(offered.encode(), password.encode())
+            return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
+
+        def check_channel_request(self, kind: str, chanid: int) -> int:
+            if kind == "session":
+                return paramiko.OPEN_SUCCEEDED
+            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    (work / "known_hosts").write_text(
+        f"[127.0.0.1]:{port} {host_key.get_name()} {host_key.get_base64()}\n"
+    )
+    transports: list = []
+
+    def accept() -> None:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except OSError:  # the listener was closed: the module's tests are done
+                return
+            t = paramiko.Transport(sock)
+            t.add_server_key(host_key)
+            t.set_subsystem_handler("sftp", paramiko.SFTPServer, _sftp_folder(root))
+            t.start_server(server=Auth())
+            transports.append(t)
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield PasswordSftpServer(port, user, password, root, work / "known_hosts")
+    finally:
+        listener.close()
+        for t in transports:
+            t.close()

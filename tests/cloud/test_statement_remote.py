@@ -27,6 +27,7 @@ from typing import Any
 import duckdb
 import pytest
 from servers import (  # noqa: F401 (fixtures)
+    PasswordSftpServer,
     SftpServer,
     azurite,
     azurite_connection_string,
@@ -34,6 +35,7 @@ from servers import (  # noqa: F401 (fixtures)
     moto,
     openssh_key,
     sftp,
+    sftp_password,
 )
 
 from connectors import build_connector
@@ -433,6 +435,37 @@ def test_sftp_private_key_file_with_passphrase(
     with pytest.raises(SourceError, match="cannot read the private key file") as exc:
         extract(build_connector(cfg, tmp_path, SOURCE), P, tmp_path / "landing2")
     assert SECRET not in str(exc.value)
+
+
+def test_sftp_password_from_the_environment(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Password authentication, against a server that takes one: the right password lands
+    the statement; a wrong one is refused on the first attempt, naming where the password
+    comes from and never the password."""
+    server: PasswordSftpServer = request.getfixturevalue("sftp_password")
+    folder = server.root / "drops/password"
+    (folder / str(P)).mkdir(parents=True)
+    (folder / str(P) / "s.csv").write_bytes(csv_statement())
+    env = "REVSHARE_TEST_SFTP_PASSWORD"
+    cfg = SourceConfig(type="statement_files", path=server.uri(folder),
+                       known_hosts=str(server.known_hosts), password_env=env,
+                       retry_attempts=3, retry_base_delay=0)  # fmt: skip
+    monkeypatch.setenv(env, server.password)
+    snap = extract(build_connector(cfg, tmp_path, SOURCE), P, tmp_path / "l1")
+    assert snap.files == ("s.csv",)
+    assert (snap.dir / "s.csv").read_bytes() == csv_statement()
+
+    monkeypatch.setenv(env, "wrong-" + server.password)
+    with pytest.raises(SourceError, match=f"rejected the credentials for user partner "
+                       rf"\(password from \${env}\)") as exc:  # fmt: skip
+        extract(build_connector(cfg, tmp_path, SOURCE), P, tmp_path / "l2")
+    assert server.password not in str(exc.value) and "attempt" not in str(exc.value)
+
+    monkeypatch.delenv(env)
+    with pytest.raises(SourceError, match=env) as exc:
+        extract(build_connector(cfg, tmp_path, SOURCE), P, tmp_path / "l3")
+    assert server.password not in str(exc.value)
 
 
 # -- names that would leave staging --------------------------------------------------------------
