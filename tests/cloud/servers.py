@@ -186,19 +186,23 @@ def openssh_key(path: Path | None = None, passphrase: bytes | None = None) -> tu
 
 
 @dataclass(frozen=True)
-class SftpServer:
+class SftpEndpoint:
     port: int
     user: str
     #: Where the tests put files; sessions start here (absolute paths work as well).
     root: Path
     #: A known_hosts file holding the server's host key, as ``[127.0.0.1]:PORT``.
     known_hosts: Path
-    #: The one client key the server accepts (OpenSSH private key text).
-    client_key: str
-    host_public_key: str
 
     def uri(self, path: Path | str) -> str:
         return f"sftp://{self.user}@127.0.0.1:{self.port}{Path(path).as_posix()}"
+
+
+@dataclass(frozen=True)
+class SftpServer(SftpEndpoint):
+    #: The one client key the server accepts (OpenSSH private key text).
+    client_key: str
+    host_public_key: str
 
 
 def _sshd() -> Path:
@@ -254,16 +258,10 @@ def sftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpServer]:
 
 
 @dataclass(frozen=True)
-class PasswordSftpServer:
-    port: int
-    user: str
-    password: str
-    #: The only folder it serves (read-only); absolute paths under it, as with sshd above.
-    root: Path
-    known_hosts: Path
+class PasswordSftpServer(SftpEndpoint):
+    """Serves ``root`` only, read-only; absolute paths under it, as with sshd above."""
 
-    def uri(self, path: Path | str) -> str:
-        return f"sftp://{self.user}@127.0.0.1:{self.port}{Path(path).as_posix()}"
+    password: str
 
 
 def _sftp_folder(root: Path) -> type:
@@ -365,7 +363,7 @@ def sftp_password(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Password
 
     threading.Thread(target=accept, daemon=True).start()
     try:
-        yield PasswordSftpServer(port, user, password, root, work / "known_hosts")
+        yield PasswordSftpServer(port, user, root, work / "known_hosts", password)
     finally:
         listener.close()
         for t in transports:
