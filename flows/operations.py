@@ -7,7 +7,6 @@ is about telling people what happened; none of it changes a figure.
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from revshare import notify as notify_mod
 from revshare.config import Settings
 from revshare.outcome import PartnerOutcome
 from revshare.runs import RunPaths
+from revshare.store import write_atomically
 
 
 def _flow_run_id() -> str | None:
@@ -167,9 +167,7 @@ def run_started(
 
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1, default=str))
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(doc, indent=1, default=str)))
 
 
 def notify_crash(flow: Any, flow_run: Any, state: Any) -> None:

@@ -15,7 +15,6 @@ is ordered like one from a full pull.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from revshare.sqlutil import lit
+from revshare.store import write_atomically
 
 #: Rows per slice when a reader walks a lines file.
 BATCH_ROWS = 65_536
@@ -34,11 +34,9 @@ BEHIND, RESTATED = "lines.parquet", "restated.parquet"
 
 def copy(con: duckdb.DuckDBPyConnection, sql: str, out: Path) -> Path:
     """The rows of ``sql`` into ``out`` under a temporary name, then renamed: never partial."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    con.execute(f"COPY ({sql}) TO {lit(tmp)} (FORMAT parquet)")
-    os.replace(tmp, out)
-    return out
+    return write_atomically(
+        out, lambda tmp: con.execute(f"COPY ({sql}) TO {lit(tmp)} (FORMAT parquet)")
+    )
 
 
 def write(con: duckdb.DuckDBPyConnection, sql: str, out: Path) -> Path:
@@ -57,16 +55,16 @@ def concat(parts: list[Path], out: Path) -> Path | None:
     if not parts:
         return None
     schema = pq.read_schema(parts[0])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with pq.ParquetWriter(tmp, schema) as writer:
-        for part in parts:
-            file = pq.ParquetFile(part)
-            for i in range(file.num_row_groups):
-                # Every part comes from the same SELECT; the cast refuses any that does not.
-                writer.write_table(file.read_row_group(i).select(schema.names).cast(schema))
-    os.replace(tmp, out)
-    return out
+
+    def join(tmp: Path) -> None:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for part in parts:
+                file = pq.ParquetFile(part)
+                for i in range(file.num_row_groups):
+                    # Every part comes from the same SELECT; the cast refuses any that does not.
+                    writer.write_table(file.read_row_group(i).select(schema.names).cast(schema))
+
+    return write_atomically(out, join)
 
 
 def count(path: Path | None) -> int:

@@ -40,6 +40,7 @@ from revshare.discrepancies import MATCHED, TITLES
 from revshare.money import add, excel_format, rounded
 from revshare.report import NO_BILLING
 from revshare.sqlutil import half_even, lit
+from revshare.store import write_atomically
 
 #: Leading characters that make Excel, LibreOffice or Sheets read a cell as a formula.
 FORMULA_LEAD = ("=", "+", "-", "@", "\t", "\r", "\n")
@@ -202,14 +203,15 @@ def _csv_cell(value: object) -> object:
 
 
 def _write_csv(path: Path, columns: list[tuple[str, str, str]], rows: Iterable[dict]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow([h for h, _, _ in columns])
-        for r in rows:
-            ccy = r.get("currency")
-            w.writerow([_csv_cell(_value(r, k, kind, ccy)) for _, k, kind in columns])
-    tmp.replace(path)
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow([h for h, _, _ in columns])
+            for r in rows:
+                ccy = r.get("currency")
+                w.writerow([_csv_cell(_value(r, k, kind, ccy)) for _, k, kind in columns])
+
+    write_atomically(path, write)
 
 
 def _csv_cell_sql(name: str, kind: str, types: dict[str, pa.DataType]) -> str:
@@ -378,10 +380,7 @@ def write_packet(
             "supporting_lines.csv"
         )])  # fmt: skip
 
-    xlsx = folder / f"dispute_{period}_{pid}.xlsx"
-    tmp = xlsx.with_name(f".{xlsx.name}.tmp")
-    wb.save(tmp)
-    tmp.replace(xlsx)
+    xlsx = write_atomically(folder / f"dispute_{period}_{pid}.xlsx", wb.save)
     _write_csv(folder / "discrepancies.csv", DISC_COLUMNS, disc)
     return [xlsx, folder / "discrepancies.csv", folder / "supporting_lines.csv"]
 

@@ -10,7 +10,6 @@ on the same snapshots produces byte-identical results.
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -30,6 +29,7 @@ from revshare.reconcile import PartnerResult
 from revshare.report import NO_BILLING, partner_figures, render_report, software_versions
 from revshare.runs import RunPaths
 from revshare.sqlutil import dict_rows, lit
+from revshare.store import write_atomically
 
 #: Lines per discrepancy shown in the HTML report; all of them are in the Parquet file.
 REPORT_LINES = 25
@@ -52,19 +52,12 @@ def present(x: Decimal | None, places: int = 2) -> str:
     return str(Decimal(x).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN))
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _write_table(table: pa.Table, base: Path) -> None:
-    _atomic_write(base.with_suffix(".parquet"), lambda p: pq.write_table(table, p))
+    write_atomically(base.with_suffix(".parquet"), lambda p: pq.write_table(table, p))
     # The CSV is for spreadsheets: partner text neutralized (packets.neutralized_table); the
     # Parquet beside it keeps the exact values.
     safe = packets.neutralized_table(table)
-    _atomic_write(base.with_suffix(".csv"), lambda p: pacsv.write_csv(safe, p))
+    write_atomically(base.with_suffix(".csv"), lambda p: pacsv.write_csv(safe, p))
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table | None:
@@ -155,7 +148,7 @@ def publish(
             paths.results / RESTATED_FILE,
         )
         if revisions is not None:
-            _atomic_write(
+            write_atomically(
                 paths.results / "statement_revisions.parquet",
                 lambda p: pq.write_table(revisions, p),
             )
@@ -202,8 +195,8 @@ def publish(
         grain=grain_rows,
         lines={r.partner: r.lines for r in results},
     )
-    _atomic_write(paths.report, lambda p: p.write_text(html))
-    _atomic_write(
+    write_atomically(paths.report, lambda p: p.write_text(html))
+    write_atomically(
         paths.manifest,
         lambda p: p.write_text(
             json.dumps(

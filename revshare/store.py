@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -37,6 +38,16 @@ class Snapshot:
 
     def file(self, relpath: str) -> Path:
         return self.dir / relpath
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` to a temporary name beside ``path``, then rename it to ``path``: a
+    reader sees the old file or the whole new one, never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def safe_relpath(source: str, relpath: str) -> str:
