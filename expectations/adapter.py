@@ -447,7 +447,7 @@ def _with_sample_rows(check: CheckResult, sql: str, suite: Mapping[str, Any]) ->
         # Ordered: the files are written without insertion order (``revshare.stages``), so
         # "the first rows" would differ from one run to the next. By lineage where the rows
         # carry it (the sample is then the file's first offending rows), else by every column.
-        names = [d[0] for d in con.execute(f"SELECT * FROM ({rows_sql}) LIMIT 0").description]
+        names = con.sql(rows_sql).columns  # bound, not run
         order = ", ".join(f'"{c}"' for c in _LINEAGE if c in names) or "ALL"
         cur = con.execute(f"SELECT * FROM ({rows_sql}) ORDER BY {order} LIMIT {SAMPLE_SIZE}")
         rows = [

@@ -348,6 +348,7 @@ def sftp_password(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Password
         f"[127.0.0.1]:{port} {host_key.get_name()} {host_key.get_base64()}\n"
     )
     transports: list = []
+    folder = _sftp_folder(root)
 
     def accept() -> None:
         while True:
@@ -357,7 +358,7 @@ def sftp_password(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Password
                 return
             t = paramiko.Transport(sock)
             t.add_server_key(host_key)
-            t.set_subsystem_handler("sftp", paramiko.SFTPServer, _sftp_folder(root))
+            t.set_subsystem_handler("sftp", paramiko.SFTPServer, folder)
             t.start_server(server=Auth())
             transports.append(t)
 
