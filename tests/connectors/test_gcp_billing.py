@@ -261,6 +261,17 @@ def test_gzip_cut_at_a_flush_point(tmp_path: Path) -> None:
     _raises(conn, ctx, "truncated")
 
 
+def test_damaged_gzip_stream(tmp_path: Path) -> None:
+    # A flipped byte inside the deflate data: the decompressor's own error, not a CRC's.
+    root, conn, ctx = _written(tmp_path)
+    path = _data_file(root, ctx)
+    data = bytearray(path.read_bytes())
+    data[20] ^= 0xFF
+    path.write_bytes(bytes(data))
+    err = _raises(conn, ctx, "corrupt or truncated gzip")
+    assert err.file == path.relative_to(root).as_posix()
+
+
 def test_not_gzip(tmp_path: Path) -> None:
     root, conn, ctx = _written(tmp_path)
     _data_file(root, ctx).write_text('{"cost": 1}\n')
