@@ -41,10 +41,12 @@ ROW_GROUP_BYTES = ", ROW_GROUP_SIZE_BYTES '128MB'"
 #: threads); its native suites, 5.2 to 5.6 s either way.
 DECODED_ROW_GROUP_BYTES = ", ROW_GROUP_SIZE_BYTES '64MB'"
 #: Decoded copies are not compressed: they live only while their source is processed, and
-#: compressing them cost more than their size saves. At 10M lines, in a process of its own,
-#: Azure's 40 parts decoded in 35.4 and 37.8 s uncompressed (993 MB) against 43.0 and 46.0 s
-#: with Parquet's default snappy (686 MB); Cloud Billing's 41 shards in 30.6 against 33.8 s
-#: (666 against 423 MB), at the same peak memory; normalizing over them took no longer.
+#: snappy cost more than their size saves. At 10M lines, in a process of its own, Azure's 40
+#: parts decoded in 35.2 to 41.8 s uncompressed (993 MB; median 36.2 s of seven runs)
+#: against 37.5 to 46.0 s with Parquet's default snappy (686 MB; median 39.3 s), and 71 to 73
+#: CPU-seconds against 75 to 79 in the two runs of each that counted them;
+#: Cloud Billing's 41 shards in 28.2 to 30.6 s against 29.3 to 33.8 s (666 against 423 MB).
+#: Peak memory stayed within the same range, and normalizing over the copies took no longer.
 DECODED_OPTIONS = f"FORMAT parquet, COMPRESSION uncompressed{DECODED_ROW_GROUP_BYTES}"
 #: The row accounting's cap. Its hash tables (every native row's key, and the lines' distinct
 #: source rows) took a 10M-line source's normalize to its peak: 1.24 to 1.46 GB in a process
