@@ -48,6 +48,8 @@ DECODED_ROW_GROUP_BYTES = ", ROW_GROUP_SIZE_BYTES '64MB'"
 #: Cloud Billing's 41 shards in 28.2 to 30.6 s against 29.3 to 33.8 s (666 against 423 MB).
 #: Peak memory stayed within the same range, and normalizing over the copies took no longer.
 DECODED_OPTIONS = f"FORMAT parquet, COMPRESSION uncompressed{DECODED_ROW_GROUP_BYTES}"
+#: How a source's canonical lines are written (``normalize``; ``scripts/bench_floor.py``).
+CANONICAL_OPTIONS = f"FORMAT parquet, COMPRESSION zstd{ROW_GROUP_BYTES}"
 #: The row accounting's cap. Its hash tables (every native row's key, and the lines' distinct
 #: source rows) took a 10M-line source's normalize to its peak: 1.24 to 1.46 GB in a process
 #: of its own under the 1 GB cap, 0.85 to 0.95 GB under this one (below the canonical COPY's),
@@ -146,8 +148,7 @@ def normalize(
             map_keys(con, sql, catalog)
             sql = mapped_sql(sql)
         con.execute("SET preserve_insertion_order = false")  # lines have no order
-        options = f"FORMAT parquet, COMPRESSION zstd{ROW_GROUP_BYTES}"
-        con.execute(f"COPY ({sql}) TO {lit(tmp)} ({options})")
+        con.execute(f"COPY ({sql}) TO {lit(tmp)} ({CANONICAL_OPTIONS})")
     except duckdb.Error as exc:
         tmp.unlink(missing_ok=True)
         con.close()

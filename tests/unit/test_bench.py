@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from revshare.bench import compare
@@ -17,6 +19,8 @@ from revshare.bench.runner import STAGES, bench
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 BILLING_PARTNERS = {"aws", "gcp", "azure", "snowflake"}
+#: The steps scripts/bench_floor.py times; their sum is the floor.
+STEPS_TIMED = ("decode", "keys", "canonical", "grain")
 
 
 def _bench(out: Path, **kwargs: object) -> dict:
@@ -39,11 +43,18 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return out, _bench(out)
 
 
-def test_reuse_month_measures_the_kept_files_afresh(tmp_path: Path) -> None:
-    first = _bench(tmp_path, references=(), keep=True)
-    data = tmp_path / "scratch-2000" / "data"
+@pytest.fixture(scope="module")
+def kept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A bench run that keeps its month (``--keep``)."""
+    out = tmp_path_factory.mktemp("kept")
+    return out, _bench(out, references=(), keep=True)
+
+
+def test_reuse_month_measures_the_kept_files_afresh(kept: tuple[Path, dict]) -> None:
+    out, first = kept
+    data = out / "scratch-2000" / "data"
     files = sorted(p.relative_to(data) for p in data.rglob("*") if p.is_file())
-    again = _bench(tmp_path, references=(), keep=True, reuse=True)
+    again = _bench(out, references=(), keep=True, reuse=True)
     assert again["generate"] == {"reused": str(data)} and "wall_seconds" in first["generate"]
     assert sorted(p.relative_to(data) for p in data.rglob("*") if p.is_file()) == files
     assert again["lines"] == first["lines"]
@@ -52,6 +63,32 @@ def test_reuse_month_measures_the_kept_files_afresh(tmp_path: Path) -> None:
     p = again["pipeline"]
     assert sum(p["stages"].values()) == pytest.approx(p["wall_seconds"], rel=1e-6)
     assert p["stages"]["other"] > 0
+
+
+def test_floor_script_writes_every_billing_source_canonical_lines(
+    kept: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """``scripts/bench_floor.py`` on a kept month: each billing source's floor steps ran on
+    the same lines as the pipeline's run (its mapped canonical lines, counted here)."""
+    out, _ = kept
+    scratch, result = out / "scratch-2000", tmp_path / "floor.json"
+    cmd = [sys.executable, str(REPO / "scripts" / "bench_floor.py"), str(scratch)]
+    env = {**os.environ, "REVSHARE_CONFIG_DIR": str(REPO / "config")}
+    done = subprocess.run([*cmd, "--json", str(result)], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(result.read_text())
+    assert set(doc["sources"]) == BILLING_PARTNERS
+    con = duckdb.connect()
+    for pid, took in doc["sources"].items():
+        canonical = sorted(scratch.glob(f"home/runs/*/work/{pid}.billing.parquet"))[-1]
+        mapped = con.execute(
+            f"SELECT count(*) FROM read_parquet('{canonical}') WHERE x_CatalogStatus = 'mapped'"
+        ).fetchone()[0]
+        assert took["mapped_lines"] == mapped > 0, pid
+        assert all(took[k] >= 0 for k in STEPS_TIMED)
+    steps = sum(v for t in doc["sources"].values() for k, v in t.items() if k in STEPS_TIMED)
+    assert doc["floor_seconds"] == pytest.approx(steps)
+    assert "| all |" in done.stdout and "floor / limit" not in done.stdout  # no references kept
 
 
 def test_json_and_markdown_have_every_field(measured: tuple[Path, dict]) -> None:
