@@ -33,13 +33,15 @@ from revshare.store import Snapshot, land
 #: and the canonical checks took 20.1 s instead of 17.9 s). DuckDB allows a byte cap only
 #: without insertion order, which these files do not need: every line carries its source row.
 ROW_GROUP_BYTES = ", ROW_GROUP_SIZE_BYTES '128MB'"
-#: Decoded copies take half that. Two files decode at once, each writer holding its row group
-#: of up to 66 text columns: at 10M lines a process decoding Azure's 40 parts peaked at
-#: 1.39 GB with 128 MB, 1.03 GB with 64 MB (Cloud Billing's 41 shards 1.02 -> 0.69 GB), in
-#: the same time. Azure's normalize over the copies took 39.3 s instead of 43.6 s (72 CPU-s
-#: instead of 82: a 233,000-row part is more than one or two row groups to share between
-#: threads); its native suites, 5.2 to 5.6 s either way.
-DECODED_ROW_GROUP_BYTES = ", ROW_GROUP_SIZE_BYTES '64MB'"
+#: Decoded copies take a quarter of that. Two files decode at once, each writer holding its
+#: row group of up to 66 text columns: at 10M lines a process decoding Azure's 40 parts
+#: peaked at 1.39 GB with 128 MB, 1.03 GB with 64 MB (Cloud Billing's 41 shards 1.02 ->
+#: 0.69 GB), in the same time; Azure's normalize over the copies took 39.3 s instead of 43.6 s
+#: (72 CPU-s instead of 82: a 233,000-row part is more than one or two row groups to share
+#: between threads); its native suites, 5.2 to 5.6 s either way. Uncompressed copies, later:
+#: 1.24 GB with 64 MB, 0.97 and 1.07 GB with 32 MB (Cloud Billing 0.74 -> 0.59 GB), decode
+#: and the canonical COPY after it in the same time; 16 MB gave nothing more (1.02 GB).
+DECODED_ROW_GROUP_BYTES = ", ROW_GROUP_SIZE_BYTES '32MB'"
 #: Decoded copies are not compressed: they live only while their source is processed, and
 #: snappy cost more than their size saves. At 10M lines, in a process of its own, Azure's 40
 #: parts decoded in 35.2 to 41.8 s uncompressed (993 MB; median 36.2 s of seven runs)
