@@ -50,7 +50,7 @@ DECODED_ROW_GROUP_BYTES = ", ROW_GROUP_SIZE_BYTES '32MB'"
 #: Cloud Billing's 41 shards in 28.2 to 30.6 s against 29.3 to 33.8 s (666 against 423 MB).
 #: Peak memory stayed within the same range, and normalizing over the copies took no longer.
 DECODED_OPTIONS = f"FORMAT parquet, COMPRESSION uncompressed{DECODED_ROW_GROUP_BYTES}"
-#: How a source's canonical lines are written (``normalize``; ``scripts/bench_floor.py``).
+#: How a source's canonical lines are written (``write_canonical``).
 CANONICAL_OPTIONS = f"FORMAT parquet, COMPRESSION zstd{ROW_GROUP_BYTES}"
 #: The row accounting's cap. Its hash tables (every native row's key, and the lines' distinct
 #: source rows) took a 10M-line source's normalize to its peak: 1.24 to 1.46 GB in a process
@@ -149,8 +149,7 @@ def normalize(
             register_rules(con, catalog)
             map_keys(con, sql, catalog)
             sql = mapped_sql(sql)
-        con.execute("SET preserve_insertion_order = false")  # lines have no order
-        con.execute(f"COPY ({sql}) TO {lit(tmp)} ({CANONICAL_OPTIONS})")
+        write_canonical(con, sql, tmp)
     except duckdb.Error as exc:
         tmp.unlink(missing_ok=True)
         con.close()
@@ -169,6 +168,12 @@ def normalize(
         raise
     os.replace(tmp, out)
     return Normalized(out, rows, acc)
+
+
+def write_canonical(con: duckdb.DuckDBPyConnection, sql: str, out: Path) -> None:
+    """The canonical SELECT ``sql`` into ``out``, as every source's lines are written."""
+    con.execute("SET preserve_insertion_order = false")  # lines have no order
+    con.execute(f"COPY ({sql}) TO {lit(out)} ({CANONICAL_OPTIONS})")
 
 
 def account(

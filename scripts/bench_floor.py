@@ -8,7 +8,7 @@ Per billing source, from the landed snapshot the bench's run made:
 
 - decode: each text file parsed once into Parquet (``stages.decode``; none for Parquet);
 - keys: the SKU keys matched against the catalog (``catalog.map_keys``);
-- canonical: the canonical lines written, every line once (``mapped_sql``, ``CANONICAL_OPTIONS``);
+- canonical: the canonical lines written, every line once (``stages.write_canonical``);
 - grain: one aggregate over those lines, the least a reconciliation reads.
 
 Left out, and shown for scale only: the connector's value checks (run when the canonical
@@ -27,9 +27,45 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 STEPS = ("decode", "keys", "canonical", "grain")
+
+
+def _timed(took: dict[str, float], step: str, fn: Callable[[], Any]) -> Any:
+    t0 = time.perf_counter()
+    result = fn()
+    took[step] = time.perf_counter() - t0
+    return result
+
+
+def _measure(conn: Any, ctx: Any, catalog: Any, work: Path) -> tuple[int, dict, float]:
+    """One billing source's floor steps: (mapped lines, seconds per step, value checks' s)."""
+    from revshare.catalog import map_keys, mapped_sql, register_rules
+    from revshare.db import connect
+    from revshare.sqlutil import lit
+    from revshare.stages import decode, write_canonical
+
+    took: dict[str, float] = {}
+    decoded = work / "decoded"
+    ctx = _timed(took, "decode", lambda: decode(conn, ctx, decoded, temp_dir=work / "spill"))
+    checks: dict[str, float] = {}
+    sql = _timed(checks, "value_checks", lambda: conn.normalize_sql(ctx))
+    con = connect(temp_dir=work / "spill")
+    _timed(took, "keys", lambda: (register_rules(con, catalog), map_keys(con, sql, catalog)))
+    out = work / "canonical.parquet"
+    _timed(took, "canonical", lambda: write_canonical(con, mapped_sql(sql), out))
+    # Fetched whole: an outer query reading only the counts would let DuckDB drop the sums.
+    grain = _timed(took, "grain", lambda: con.execute(
+        f"SELECT x_ModelId, x_Unit, BillingCurrency, count(*), sum(x_Tokens), sum(BilledCost)"
+        f" FROM read_parquet({lit(out)}) WHERE x_CatalogStatus = 'mapped' GROUP BY ALL"
+    ).fetchall())  # fmt: skip
+    con.close()
+    shutil.rmtree(decoded, ignore_errors=True)
+    out.unlink()
+    return sum(g[3] for g in grain), took, checks["value_checks"]
 
 
 def main() -> None:
@@ -44,12 +80,9 @@ def main() -> None:
     os.environ["REVSHARE_HOME"] = str(scratch / "home")
     from connectors import build_connector
     from connectors.base import NormalizeContext
-    from revshare.catalog import map_keys, mapped_sql, register_rules
     from revshare.config import Settings, load_config
-    from revshare.db import connect
     from revshare.periods import Period
-    from revshare.sqlutil import lit
-    from revshare.stages import CANONICAL_OPTIONS, decode, snapshot_context
+    from revshare.stages import snapshot_context
     from revshare.store import open_snapshot
 
     settings = Settings()
@@ -57,7 +90,6 @@ def main() -> None:
     period = Period.parse(args.period)
     rows, totals = [], dict.fromkeys(STEPS, 0.0)
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
-        work = Path(tmp)
         for pid, partner in config.partners.items():
             landing = settings.landing_dir / pid / "billing" / str(period)
             if partner.billing is None or not landing.is_dir():
@@ -65,40 +97,11 @@ def main() -> None:
             conn = build_connector(partner.billing, settings.data_dir, f"{pid}/billing")
             snap = open_snapshot(landing, max(p.name for p in landing.iterdir() if p.is_dir()))
             ctx = snapshot_context(NormalizeContext, pid, period, snap)
-            catalog = config.catalog.partners[pid]
-            out = work / f"{pid}.parquet"
-            took: dict[str, float] = {}
-            t0 = time.perf_counter()
-            ctx = decode(conn, ctx, work / "decoded" / pid, temp_dir=work / "spill")
-            took["decode"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            sql = conn.normalize_sql(ctx)
-            checks = time.perf_counter() - t0
-            con = connect(temp_dir=work / "spill")
-            t0 = time.perf_counter()
-            register_rules(con, catalog)
-            map_keys(con, sql, catalog)
-            took["keys"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            con.execute("SET preserve_insertion_order = false")
-            con.execute(f"COPY ({mapped_sql(sql)}) TO {lit(out)} ({CANONICAL_OPTIONS})")
-            took["canonical"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            # Fetched whole: an outer query reading only the counts would let DuckDB drop the sums.
-            grain = con.execute(
-                f"SELECT x_ModelId, x_Unit, BillingCurrency, count(*), sum(x_Tokens),"
-                f" sum(BilledCost) FROM read_parquet({lit(out)})"
-                f" WHERE x_CatalogStatus = 'mapped' GROUP BY ALL"
-            ).fetchall()
-            lines = sum(g[3] for g in grain)
-            took["grain"] = time.perf_counter() - t0
-            con.close()
-            shutil.rmtree(work / "decoded" / pid, ignore_errors=True)
-            out.unlink()
+            lines, took, checks = _measure(conn, ctx, config.catalog.partners[pid], Path(tmp))
             for k in STEPS:
                 totals[k] += took[k]
             rows.append((pid, lines, took, checks))
-            print(f"{pid}: " + ", ".join(f"{k} {v:.1f} s" for k, v in took.items()), flush=True)
+            print(f"{pid}: " + ", ".join(f"{k} {took[k]:.1f} s" for k in STEPS), flush=True)
     print(_table(rows, totals, scratch))
     if args.json:
         doc = {
